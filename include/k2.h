@@ -1,0 +1,248 @@
+/* k2 — a local engine for Kimi K2 (deepseek2 GGUF models).
+ *
+ * This is the only public header. Conventions (see docs/architecture.md):
+ *  - every fallible function returns a k2_status and fills a caller-provided
+ *    k2_error (which may be NULL) with a sentence naming the file/URL/field;
+ *  - objects have explicit lifetimes: k2_x_open/new ... k2_x_close/free;
+ *  - option structs are initialised with k2_x_options_init() to documented defaults.
+ *
+ * The header is organised in sections, one per subsystem; each section is
+ * owned by its module and kept apart from the others.
+ */
+#ifndef K2_H
+#define K2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ========================================================================
+ * Version, status codes and errors (src/base)
+ * ======================================================================== */
+
+const char *k2_version(void);
+
+typedef enum k2_status {
+    K2_OK = 0,
+    K2_EINVAL,        /* bad argument or malformed input */
+    K2_EIO,           /* operating-system I/O failure */
+    K2_EFORMAT,       /* a file or document is malformed */
+    K2_ENOMEM,        /* out of memory */
+    K2_EUNSUPPORTED,  /* valid but not supported by k2 */
+    K2_ENOTFOUND,     /* file, key, tensor, repo ... does not exist */
+    K2_ENETWORK,      /* connection or protocol failure */
+    K2_ECANCELLED,    /* the operation was cancelled */
+    K2_ERANGE,        /* a value is out of its allowed range (e.g. context) */
+    K2_ETYPE,         /* a value has the wrong type */
+    K2_EAUTH,         /* authentication / authorisation failure */
+    K2_EINTEGRITY,    /* size or checksum mismatch */
+    K2_ETIMEOUT,      /* an operation took too long */
+    K2_EBUSY,         /* resource busy (locks, full queues) */
+    K2_EINTERNAL      /* a bug in k2 */
+} k2_status;
+
+#define K2_ERROR_MESSAGE_MAX 1024
+
+typedef struct k2_error {
+    k2_status status;
+    char message[K2_ERROR_MESSAGE_MAX];
+} k2_error;
+
+/* Resets an error to K2_OK with an empty message. */
+void k2_error_clear(k2_error *err);
+/* A short, stable name for a status ("EFORMAT"). */
+const char *k2_status_name(k2_status status);
+
+/* A view of bytes that need not be NUL-terminated (e.g. strings inside a mapped file). */
+typedef struct k2_str {
+    const char *ptr;
+    size_t len;
+} k2_str;
+
+/* ========================================================================
+ * Tensor types (src/quant)
+ * ======================================================================== */
+
+/* ggml type ids as stored in GGUF files (spec/quant-types.md §1). */
+typedef enum k2_type {
+    K2_TYPE_F32 = 0, K2_TYPE_F16 = 1, K2_TYPE_Q4_0 = 2, K2_TYPE_Q4_1 = 3,
+    K2_TYPE_Q5_0 = 6, K2_TYPE_Q5_1 = 7, K2_TYPE_Q8_0 = 8, K2_TYPE_Q8_1 = 9,
+    K2_TYPE_Q2_K = 10, K2_TYPE_Q3_K = 11, K2_TYPE_Q4_K = 12, K2_TYPE_Q5_K = 13,
+    K2_TYPE_Q6_K = 14, K2_TYPE_Q8_K = 15, K2_TYPE_IQ2_XXS = 16, K2_TYPE_IQ2_XS = 17,
+    K2_TYPE_IQ3_XXS = 18, K2_TYPE_IQ1_S = 19, K2_TYPE_IQ4_NL = 20, K2_TYPE_IQ3_S = 21,
+    K2_TYPE_IQ2_S = 22, K2_TYPE_IQ4_XS = 23, K2_TYPE_I8 = 24, K2_TYPE_I16 = 25,
+    K2_TYPE_I32 = 26, K2_TYPE_I64 = 27, K2_TYPE_F64 = 28, K2_TYPE_IQ1_M = 29,
+    K2_TYPE_BF16 = 30, K2_TYPE_TQ1_0 = 34, K2_TYPE_TQ2_0 = 35, K2_TYPE_MXFP4 = 39,
+    K2_TYPE_NVFP4 = 40, K2_TYPE_Q1_0 = 41, K2_TYPE_Q2_0 = 42,
+    K2_TYPE_COUNT = 43
+} k2_type;
+
+/* Name ("Q4_K"), or NULL for an id that is out of range or removed. */
+const char *k2_type_name(uint32_t type);
+/* Elements per block and bytes per block; 0 for out-of-range or removed ids. */
+int64_t k2_type_block_size(uint32_t type);
+int64_t k2_type_block_bytes(uint32_t type);
+/* True when a tensor of this type may appear in a GGUF file k2 accepts. */
+bool k2_type_is_valid(uint32_t type);
+/* Bytes taken by a row of n elements (n must be a multiple of the block size). */
+int64_t k2_type_row_bytes(uint32_t type, int64_t n);
+
+/* Dequantizes n elements (a whole number of blocks) of `type` at src into f32 dst.
+ * This is the scalar reference path, bit-identical to the gguf Python package. */
+k2_status k2_dequantize(uint32_t type, const void *src, float *dst, int64_t n, k2_error *err);
+
+/* ========================================================================
+ * GGUF files (src/gguf)
+ * ======================================================================== */
+
+typedef enum k2_gguf_type {
+    K2_GGUF_UINT8 = 0, K2_GGUF_INT8 = 1, K2_GGUF_UINT16 = 2, K2_GGUF_INT16 = 3,
+    K2_GGUF_UINT32 = 4, K2_GGUF_INT32 = 5, K2_GGUF_FLOAT32 = 6, K2_GGUF_BOOL = 7,
+    K2_GGUF_STRING = 8, K2_GGUF_ARRAY = 9, K2_GGUF_UINT64 = 10, K2_GGUF_INT64 = 11,
+    K2_GGUF_FLOAT64 = 12
+} k2_gguf_type;
+
+const char *k2_gguf_type_name(k2_gguf_type type);
+
+/* One metadata value. Scalars are widened (u8..u64 in u64, i8..i64 in i64,
+ * f32/f64 in f64) but `type` keeps the stored type. Strings and primitive
+ * array data point into the mapped file and stay valid until k2_gguf_close. */
+typedef struct k2_gguf_value {
+    k2_gguf_type type;
+    union {
+        uint64_t u64;
+        int64_t i64;
+        double f64;
+        bool b;
+        k2_str str;
+        struct {
+            k2_gguf_type type;                    /* element type */
+            uint64_t n;                           /* element count */
+            const void *data;                     /* primitive elements, packed little-endian */
+            const k2_str *strings;                /* when type == STRING */
+            const struct k2_gguf_value *arrays;   /* when type == ARRAY (nested arrays) */
+        } arr;
+    } v;
+} k2_gguf_value;
+
+typedef struct k2_gguf_tensor {
+    const char *name;
+    uint32_t type;       /* k2_type */
+    uint32_t n_dims;
+    int64_t ne[4];       /* ne[0] is the contiguous dimension; unused dims are 1 */
+    uint64_t offset;     /* relative to its shard's data section */
+    uint64_t nbytes;
+    uint32_t shard;      /* index into the shard list */
+    const void *data;    /* mapped, read-only */
+} k2_gguf_tensor;
+
+typedef struct k2_gguf k2_gguf;
+
+/* Opens a GGUF file (mmap, full validation). If the name is a split shard
+ * (`...-0000N-of-0000M.gguf`) or the file carries split.count > 1, all shards
+ * are opened into one tensor namespace; metadata comes from the first shard. */
+k2_status k2_gguf_open(const char *path, k2_gguf **out, k2_error *err);
+/* Parses a GGUF image held in memory (not copied; must outlive the handle). */
+k2_status k2_gguf_open_memory(const void *data, size_t size, const char *name,
+                              k2_gguf **out, k2_error *err);
+void k2_gguf_close(k2_gguf *g);
+
+uint32_t k2_gguf_version(const k2_gguf *g);
+uint32_t k2_gguf_alignment(const k2_gguf *g);
+uint32_t k2_gguf_shard_count(const k2_gguf *g);
+const char *k2_gguf_shard_path(const k2_gguf *g, uint32_t shard);
+uint64_t k2_gguf_shard_size(const k2_gguf *g, uint32_t shard);
+uint64_t k2_gguf_shard_data_offset(const k2_gguf *g, uint32_t shard);
+
+int64_t k2_gguf_kv_count(const k2_gguf *g);
+const char *k2_gguf_kv_key(const k2_gguf *g, int64_t i);
+const k2_gguf_value *k2_gguf_kv_value(const k2_gguf *g, int64_t i);
+/* NULL when absent. */
+const k2_gguf_value *k2_gguf_find(const k2_gguf *g, const char *key);
+
+/* Typed accessors: K2_ENOTFOUND when absent, K2_ETYPE when the stored type
+ * cannot represent the request (integers convert only when the value fits). */
+k2_status k2_gguf_get_u32(const k2_gguf *g, const char *key, uint32_t *out, k2_error *err);
+k2_status k2_gguf_get_i32(const k2_gguf *g, const char *key, int32_t *out, k2_error *err);
+k2_status k2_gguf_get_u64(const k2_gguf *g, const char *key, uint64_t *out, k2_error *err);
+k2_status k2_gguf_get_i64(const k2_gguf *g, const char *key, int64_t *out, k2_error *err);
+k2_status k2_gguf_get_f32(const k2_gguf *g, const char *key, float *out, k2_error *err);
+k2_status k2_gguf_get_f64(const k2_gguf *g, const char *key, double *out, k2_error *err);
+k2_status k2_gguf_get_bool(const k2_gguf *g, const char *key, bool *out, k2_error *err);
+k2_status k2_gguf_get_str(const k2_gguf *g, const char *key, k2_str *out, k2_error *err);
+/* Any array; `elem_type` (or -1 for any) is checked against the stored element type. */
+k2_status k2_gguf_get_array(const k2_gguf *g, const char *key, int elem_type,
+                            const k2_gguf_value **out, k2_error *err);
+
+int64_t k2_gguf_tensor_count(const k2_gguf *g);
+const k2_gguf_tensor *k2_gguf_tensor_at(const k2_gguf *g, int64_t i);
+/* NULL when absent. */
+const k2_gguf_tensor *k2_gguf_find_tensor(const k2_gguf *g, const char *name);
+
+/* ---- writer (tests, tools, benchmark models) ---- */
+typedef struct k2_gguf_writer k2_gguf_writer;
+
+k2_gguf_writer *k2_gguf_writer_new(void);
+void k2_gguf_writer_free(k2_gguf_writer *w);
+/* GGUF version to write (2 or 3; default 3). */
+void k2_gguf_writer_set_version(k2_gguf_writer *w, uint32_t version);
+/* Setting an existing key replaces its value in place (order is kept). */
+k2_status k2_gguf_writer_set_u8(k2_gguf_writer *w, const char *key, uint8_t v);
+k2_status k2_gguf_writer_set_i8(k2_gguf_writer *w, const char *key, int8_t v);
+k2_status k2_gguf_writer_set_u16(k2_gguf_writer *w, const char *key, uint16_t v);
+k2_status k2_gguf_writer_set_i16(k2_gguf_writer *w, const char *key, int16_t v);
+k2_status k2_gguf_writer_set_u32(k2_gguf_writer *w, const char *key, uint32_t v);
+k2_status k2_gguf_writer_set_i32(k2_gguf_writer *w, const char *key, int32_t v);
+k2_status k2_gguf_writer_set_u64(k2_gguf_writer *w, const char *key, uint64_t v);
+k2_status k2_gguf_writer_set_i64(k2_gguf_writer *w, const char *key, int64_t v);
+k2_status k2_gguf_writer_set_f32(k2_gguf_writer *w, const char *key, float v);
+k2_status k2_gguf_writer_set_f64(k2_gguf_writer *w, const char *key, double v);
+k2_status k2_gguf_writer_set_bool(k2_gguf_writer *w, const char *key, bool v);
+k2_status k2_gguf_writer_set_str(k2_gguf_writer *w, const char *key, const char *v);
+/* Array of primitive elements (packed, native little-endian). */
+k2_status k2_gguf_writer_set_array(k2_gguf_writer *w, const char *key, k2_gguf_type elem_type,
+                                   const void *data, uint64_t n);
+k2_status k2_gguf_writer_set_str_array(k2_gguf_writer *w, const char *key,
+                                       const char *const *strs, uint64_t n);
+/* Any value, including nested arrays (deep-copied). */
+k2_status k2_gguf_writer_set_value(k2_gguf_writer *w, const char *key, const k2_gguf_value *v);
+/* Adds a tensor; `data` (k2_type_row_bytes(type, ne[0]) * ne[1]*ne[2]*ne[3] bytes) is
+ * borrowed until k2_gguf_writer_write returns. Unused dims must be 1. */
+k2_status k2_gguf_writer_add_tensor(k2_gguf_writer *w, const char *name, uint32_t type,
+                                    uint32_t n_dims, const int64_t *ne, const void *data,
+                                    k2_error *err);
+/* Writes atomically (temp file + rename). Alignment comes from general.alignment (default 32). */
+k2_status k2_gguf_writer_write(k2_gguf_writer *w, const char *path, k2_error *err);
+
+/* ========================================================================
+ * Model and inference (src/model)
+ * ======================================================================== */
+
+/* ========================================================================
+ * Tokenizer and chat format (src/tokenizer)
+ * ======================================================================== */
+
+/* ========================================================================
+ * Runtime, futures and the event loop (src/async, src/runtime)
+ * ======================================================================== */
+
+/* ========================================================================
+ * Hugging Face Hub client (src/hub)
+ * ======================================================================== */
+
+/* ========================================================================
+ * Generation and completion streams (src/generate, src/runtime)
+ * ======================================================================== */
+
+/* ========================================================================
+ * HTTP server (src/server)
+ * ======================================================================== */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* K2_H */
