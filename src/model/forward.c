@@ -177,7 +177,7 @@ static void dense_ffn(k2_context *ctx, int l, int64_t T) {
 /* ---- MoE (§5) ---- */
 
 /* §5 M2-M8 for one token: router logits -> K expert ids and weights. */
-static void route(const k2_model_hparams *hp, const float *logits, const float *bias, float *probs,
+void model_route(const k2_model_hparams *hp, const float *logits, const float *bias, float *probs,
                   float *choice, int32_t *sel, float *w) {
     int64_t E = hp->n_expert, K = hp->n_expert_used;
     /* M2 */
@@ -267,7 +267,7 @@ static void moe(k2_context *ctx, int l, int64_t T) {
     /* M1-M8 */
     model_matmul(ctx, &ly->gate_inp, ctx->h, d, ctx->rl, E, T);
     for (int64_t t = 0; t < T; t++)
-        route(hp, ctx->rl + t * E, ly->exp_bias, ctx->f1, ctx->f2, ctx->sel + t * K, ctx->selw + t * K);
+        model_route(hp, ctx->rl + t * E, ly->exp_bias, ctx->f1, ctx->f2, ctx->sel + t * K, ctx->selw + t * K);
 
     /* M9: run each selected expert once over the tokens that chose it */
     memset(ctx->y, 0, sizeof(float) * (size_t)(T * d));

@@ -124,6 +124,11 @@ struct k2_context {
     float *ex, *ey, *eg, *eu;/* per-expert gathered activations */
 };
 
+/* spec §5 M2-M8 for one token: K expert ids (sel) and weights (w) from E router logits;
+ * probs and choice are E-float scratch. */
+void model_route(const k2_model_hparams *hp, const float *logits, const float *bias, float *probs,
+                 float *choice, int32_t *sel, float *w);
+
 k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
                         float *logits, k2_error *err);
 
