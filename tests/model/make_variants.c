@@ -163,7 +163,7 @@ static int write_variant(const variant *v, uint32_t type, const char *tname, con
 #undef U32
 #undef F32
     const char *toks[V];
-    char tokbuf[V][8];
+    char tokbuf[V][16];
     for (int i = 0; i < V; i++) {
         snprintf(tokbuf[i], sizeof tokbuf[i], "t%d", i);
         toks[i] = tokbuf[i];
