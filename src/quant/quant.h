@@ -15,8 +15,27 @@ typedef struct quant_type_info {
 /* NULL for ids >= K2_TYPE_COUNT. Removed ids return an entry with block_size 0. */
 const quant_type_info *quant_type_info_get(uint32_t type);
 
+/* ---- scalar conversions (§2) ---- */
+
+/* Exact fp16 -> f32 (§2.1); NaN payloads are kept. */
+float quant_fp16_to_f32(uint16_t h);
+/* Exact bf16 -> f32 (§2.3). */
+float quant_bf16_to_f32(uint16_t h);
+/* MXFP4 block exponent: 2^(e-128) (§2.4). */
+float quant_e8m0_to_f32_half(uint8_t e);
+
+/* ---- dequantization (§3) ---- */
+
 /* Row-wise scalar reference dequantization; n must be a multiple of the block size.
- * Returns false for types without a dequantizer. */
+ * Bit-identical to gguf.quants.dequantize. Handles F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K, all IQ types, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0,
+ * Q2_0. Returns false for types without a dequantizer (the integer types, F64). */
 bool quant_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* Block-format helpers shared by the dequantizers and the dot kernels. */
+/* §3.4.2: scale and min of sub-block j (0..7) from the 12-byte Q4_K/Q5_K packing. */
+void quant_get_scale_min_k4(int j, const uint8_t *scales12, uint8_t *sc, uint8_t *m);
+/* §3.4 Q3_K: the 16 signed scales (-32..31) from its 12-byte packing. */
+void quant_q3_k_scales(const uint8_t *scales12, int8_t *sc);
 
 #endif
