@@ -38,4 +38,27 @@ void quant_get_scale_min_k4(int j, const uint8_t *scales12, uint8_t *sc, uint8_t
 /* §3.4 Q3_K: the 16 signed scales (-32..31) from its 12-byte packing. */
 void quant_q3_k_scales(const uint8_t *scales12, int8_t *sc);
 
+/* ---- activation quantizers (§2.2-2.3, §4.2-4.4) ---- */
+
+/* f32 -> fp16, round to nearest even (§2.2); f32 -> bf16 (§2.3). */
+uint16_t quant_f32_to_fp16(float f);
+uint16_t quant_f32_to_bf16(float f);
+
+/* Each converts n f32 values (a whole number of blocks of the target type) into a row of
+ * that type at y (k2_type_row_bytes(type, n) bytes, no alignment needed).
+ * Q8_0/Q8_1 use the x86 rule of §4.2 (id = 127/amax, round half to even), which is what
+ * llama.cpp on x86 does; the _ref variants use the portable reference rule (id = 1/d,
+ * roundf). Q8_1 adds s = fp16(sum(qs) * d) (§4.3). Q8_K follows §4.4 (f32 d, possibly
+ * negative; bsums; all-zero blocks give d = 0, zero codes and zero bsums). */
+void quant_quantize_row_q8_0(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_1(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_1_ref(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_k(const float *x, void *y, int64_t n);
+void quant_quantize_row_bf16(const float *x, void *y, int64_t n);
+void quant_quantize_row_f16(const float *x, void *y, int64_t n);
+void quant_quantize_row_f32(const float *x, void *y, int64_t n);
+/* By target type (F32, F16, BF16, Q8_0, Q8_1, Q8_K); false for any other type. */
+bool quant_quantize_row(uint32_t type, const float *x, void *y, int64_t n);
+
 #endif

@@ -74,3 +74,14 @@ def bits_mismatch(a, b):
         raise AssertionError(f"shape {a.shape} != {b.shape}")
     same = (a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))
     return np.nonzero(~same)[0]
+
+
+def k2_quantize(kind, x):
+    """Runs k2's activation quantizer `kind` (f16 bf16 q8_0 q8_0_ref q8_1 q8_1_ref q8_k)
+    on the float32 array x; returns the raw bytes as a uint8 array."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p = os.path.join(tmp, "in.f32")
+        o = os.path.join(tmp, "out.bin")
+        np.asarray(x, dtype=np.float32).tofile(p)
+        run_tool("quantize", kind, p, o)
+        return np.fromfile(o, dtype=np.uint8)
