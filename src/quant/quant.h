@@ -61,4 +61,49 @@ void quant_quantize_row_f32(const float *x, void *y, int64_t n);
 /* By target type (F32, F16, BF16, Q8_0, Q8_1, Q8_K); false for any other type. */
 bool quant_quantize_row(uint32_t type, const float *x, void *y, int64_t n);
 
+/* ---- dot-product kernels and dispatch (§4.1, §4.5) ---- */
+
+/* Converts an f32 activation row of n elements into the activation type. */
+typedef void (*quant_quantize_fn)(const float *x, void *y, int64_t n);
+/* *s = dot(one weight row w, one activation row a) over n elements; w and a need no
+ * alignment; n is a whole number of blocks of both types. */
+typedef void (*quant_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
+
+typedef enum quant_cpu_level {
+    QUANT_CPU_SCALAR = 0,  /* portable C, the §4.5 float order */
+    QUANT_CPU_AVX2 = 1,    /* AVX2 + FMA + F16C */
+    QUANT_CPU_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI */
+    QUANT_CPU_LEVELS = 3
+} quant_cpu_level;
+
+typedef struct quant_type_traits {
+    uint32_t type;                 /* the weight type */
+    uint32_t vec_dot_type;         /* its activation type (§4.1) */
+    quant_quantize_fn quantize_act;/* f32 row -> vec_dot_type row */
+    quant_vec_dot_fn vec_dot;      /* NULL when k2 has no kernel for this type */
+    quant_cpu_level level;         /* level of the kernel in vec_dot (may be below the requested one) */
+} quant_type_traits;
+
+/* Traits at the active CPU level: the best level the CPU supports, lowered by the env
+ * var K2_CPU=scalar|avx2|avx512 (read once). NULL for ids out of range or removed.
+ * Thread-safe. Weight types with kernels: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * IQ4_NL, MXFP4, Q2_K..Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+ * IQ4_XS, TQ1_0, TQ2_0. */
+const quant_type_traits *quant_traits(uint32_t type);
+/* Traits at an explicit level (clamped to what the CPU supports); for tests/benchmarks. */
+const quant_type_traits *quant_traits_at(uint32_t type, quant_cpu_level level);
+/* The active level, and the best level this CPU supports. */
+quant_cpu_level quant_cpu_level_active(void);
+quant_cpu_level quant_cpu_level_supported(void);
+const char *quant_cpu_level_name(quant_cpu_level level);
+
+/* out[r] = dot(weight row r, act_q) for r in [0, n_rows): w holds n_rows rows of
+ * n_cols elements of wtype, row_bytes apart (>= k2_type_row_bytes(wtype, n_cols));
+ * act_q is one activation row already converted with quant_traits(wtype)->quantize_act
+ * (k2_type_row_bytes(vec_dot_type, n_cols) bytes). Single-threaded; callers split rows
+ * across threads. Returns false (out untouched) when wtype has no kernel or n_cols is
+ * not a whole number of blocks. */
+bool quant_matvec(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols,
+                  const void *act_q, float *out);
+
 #endif
