@@ -75,10 +75,11 @@ void k2_context_free(k2_context *ctx) {
     model_pool_free(ctx->pool);
     float *bufs[] = {ctx->x, ctx->h, ctx->cq, ctx->q, ctx->kv, ctx->qabs, ctx->lat, ctx->o, ctx->y,
                      ctx->f1, ctx->f2, ctx->rl, ctx->zrows, ctx->rope_cos, ctx->rope_sin, ctx->selw,
-                     ctx->ex, ctx->ey, ctx->eg, ctx->eu, ctx->last_logits};
+                     ctx->ex, ctx->ey, ctx->eout, ctx->last_logits};
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(ctx->sel);
     free(ctx->etok);
+    free(ctx->act);
     free(ctx);
 }
 

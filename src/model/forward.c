@@ -12,7 +12,7 @@
 
 static void rmsnorm(float *out, const float *x, const float *g, int64_t n, float eps) {
     double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]); /* f32 product, double sum (§4.0) */
     float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     for (int64_t i = 0; i < n; i++) out[i] = g[i] * (x[i] * scale);
 }
@@ -84,12 +84,12 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
             z[u] = s * hp->kq_scale;
             if (z[u] > zmax) zmax = z[u];
         }
-        float sum = 0.0f;
+        double sum = 0.0;
         for (int64_t u = 0; u < n_kv; u++) {
             z[u] = expf(z[u] - zmax);
             sum += z[u];
         }
-        float inv = 1.0f / sum;
+        float inv = (float)(1.0 / sum);
         memset(lat, 0, sizeof(float) * (size_t)d_c);
         for (int64_t u = 0; u < n_kv; u++) {
             float a = z[u] * inv;
@@ -269,16 +269,15 @@ static void moe(k2_context *ctx, int l, int64_t T) {
     for (int64_t t = 0; t < T; t++)
         model_route(hp, ctx->rl + t * E, ly->exp_bias, ctx->f1, ctx->f2, ctx->sel + t * K, ctx->selw + t * K);
 
-    /* M9: run each selected expert once over the tokens that chose it */
-    memset(ctx->y, 0, sizeof(float) * (size_t)(T * d));
+    /* M9: run each selected expert once over the tokens that chose it; the weighted outputs
+     * are kept per (token, k) and summed in selection order (descending score), as llama.cpp */
     for (int64_t e = 0; e < E; e++) {
         int64_t n = 0;
         for (int64_t t = 0; t < T; t++)
             for (int64_t k = 0; k < K; k++)
                 if (ctx->sel[t * K + k] == e) {
-                    ctx->etok[n] = (int32_t)t;
+                    ctx->etok[n] = (int32_t)(t * K + k);
                     memcpy(ctx->ex + n * d, ctx->h + t * d, sizeof(float) * (size_t)d);
-                    ctx->eu[n] = ctx->selw[t * K + k];
                     n++;
                 }
         if (n == 0) continue;
@@ -293,11 +292,19 @@ static void moe(k2_context *ctx, int l, int64_t T) {
         }
         down = model_weight_slice(&ly->down_exps, e);
         swiglu_ffn(ctx, &gate, &up, &down, ctx->ex, ctx->ey, n);
-        for (int64_t k = 0; k < n; k++) {
-            float *yt = ctx->y + (int64_t)ctx->etok[k] * d;
-            const float *ye = ctx->ey + k * d;
-            float wk = ctx->eu[k];
-            for (int64_t c = 0; c < d; c++) yt[c] += wk * ye[c];
+        for (int64_t j = 0; j < n; j++) {
+            int64_t tk = ctx->etok[j];
+            float *dst = ctx->eout + tk * d, wk = ctx->selw[tk];
+            const float *ye = ctx->ey + j * d;
+            for (int64_t c = 0; c < d; c++) dst[c] = wk * ye[c];
+        }
+    }
+    for (int64_t t = 0; t < T; t++) {
+        float *yt = ctx->y + t * d;
+        memcpy(yt, ctx->eout + t * K * d, sizeof(float) * (size_t)d);
+        for (int64_t k = 1; k < K; k++) {
+            const float *src = ctx->eout + (t * K + k) * d;
+            for (int64_t c = 0; c < d; c++) yt[c] += src[c];
         }
     }
     /* M10, M11: shared experts (width S * f_e), weight 1 */
@@ -363,10 +370,10 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     int64_t K = K2_MAX(1, (int64_t)hp->n_expert_used);
     float **bufs[] = {&ctx->x, &ctx->h, &ctx->cq, &ctx->q, &ctx->kv, &ctx->qabs, &ctx->lat, &ctx->o,
                       &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->zrows, &ctx->rope_cos, &ctx->rope_sin,
-                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eg, &ctx->eu};
+                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eout};
     int64_t sizes[] = {d, d, K2_MAX(1, (int64_t)hp->q_lora_rank), H * hp->head_dim_k, rw, H * rw,
                        H * hp->kv_lora_rank, H * hp->head_dim_v, d, ff, ff, K2_MAX(1, (int64_t)hp->n_expert),
-                       K2_MAX(d, K), hp->rope_dim / 2, hp->rope_dim / 2, K, d, d, 1, K};
+                       K2_MAX(d, K), hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K};
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) {
         free(*bufs[i]);
         *bufs[i] = malloc(sizeof(float) * (size_t)(sizes[i] * T));
@@ -374,6 +381,11 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     }
     free(ctx->sel);
     free(ctx->etok);
+    free(ctx->act);
+    /* widest activation row in any format (f32 is the largest: 4 bytes per element) */
+    ctx->act_cap = (size_t)T * (size_t)(K2_MAX(m->max_cols, 256) + 256) * 4;
+    ctx->act = malloc(ctx->act_cap);
+    if (!ctx->act) return k2_err(err, K2_ENOMEM, "out of memory for a batch");
     ctx->sel = malloc(sizeof(int32_t) * (size_t)(K * T));
     ctx->etok = malloc(sizeof(int32_t) * (size_t)(K * T));
     if (!ctx->sel || !ctx->etok) return k2_err(err, K2_ENOMEM, "out of memory for a batch");

@@ -58,11 +58,54 @@ static void matmul_task(void *arg, int64_t b, int64_t e, int tid) {
     model_matmul_serial(j->ctx, tid, j->w, j->x, j->ldx, j->y, j->ldy, j->n_tok, b, e);
 }
 
+/* Fast mode (spec §7.1): the activations are converted once per token to the weight type's
+ * activation format (Q8_0, Q8_1, Q8_K, f16, bf16) and every row uses the integer/f16 dot kernel,
+ * as llama.cpp's CPU backend does. */
+typedef struct fast_job {
+    const model_weight *w;
+    const quant_type_traits *tr;
+    const uint8_t *act;
+    size_t act_bytes;
+    float *y;
+    int64_t ldy, n_tok;
+} fast_job;
+
+static void fast_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    fast_job *j = arg;
+    for (int64_t o = b; o < e; o++) {
+        const uint8_t *row = j->w->data + (size_t)o * j->w->row_bytes;
+        for (int64_t t = 0; t < j->n_tok; t++)
+            j->tr->vec_dot(j->w->cols, &j->y[t * j->ldy + o], row, j->act + (size_t)t * j->act_bytes);
+    }
+}
+
+/* The fast-mode traits for w, or NULL when the exact path applies (exact mode, F32 weights,
+ * no kernel, or a row length that is not a whole number of activation blocks). */
+static const quant_type_traits *fast_traits(const k2_context *ctx, const model_weight *w) {
+    if (ctx->exact || w->type == K2_TYPE_F32) return NULL;
+    const quant_type_traits *tr = quant_traits(w->type);
+    if (!tr || !tr->vec_dot || !tr->quantize_act) return NULL;
+    int64_t bs = k2_type_block_size(tr->vec_dot_type);
+    if (bs <= 0 || w->cols % bs != 0) return NULL;
+    return tr;
+}
+
 void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_t ldx, float *y,
                   int64_t ldy, int64_t n_tok) {
-    matmul_job j = {ctx, w, x, ldx, y, ldy, n_tok};
     int64_t grain = w->rows / (4 * (int64_t)ctx->n_threads);
     if (grain < 4) grain = 4;
+    const quant_type_traits *tr = fast_traits(ctx, w);
+    if (tr) {
+        size_t ab = (size_t)k2_type_row_bytes(tr->vec_dot_type, w->cols);
+        if (ab * (size_t)n_tok <= ctx->act_cap) {
+            for (int64_t t = 0; t < n_tok; t++) tr->quantize_act(x + t * ldx, ctx->act + (size_t)t * ab, w->cols);
+            fast_job fj = {w, tr, ctx->act, ab, y, ldy, n_tok};
+            model_pool_for(ctx->pool, w->rows, grain, fast_task, &fj);
+            return;
+        }
+    }
+    matmul_job j = {ctx, w, x, ldx, y, ldy, n_tok};
     model_pool_for(ctx->pool, w->rows, grain, matmul_task, &j);
 }
 

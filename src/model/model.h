@@ -118,10 +118,12 @@ struct k2_context {
     int64_t cap_tok;
     float *x, *h, *cq, *q, *kv, *qabs, *lat, *o, *y, *f1, *f2, *rl, *zrows;
     float *rope_cos, *rope_sin;
+    uint8_t *act;            /* fast mode: quantized activations of a batch */
+    size_t act_cap;          /* its size in bytes */
     int32_t *sel;            /* selected experts [tok][K] */
     float *selw;             /* their weights */
     int32_t *etok;           /* token list per expert */
-    float *ex, *ey, *eg, *eu;/* per-expert gathered activations */
+    float *ex, *ey, *eout;    /* per-expert gathered inputs/outputs, weighted outputs [tok][K] */
 };
 
 /* spec §5 M2-M8 for one token: K expert ids (sel) and weights (w) from E router logits;

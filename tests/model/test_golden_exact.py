@@ -38,10 +38,10 @@ def main():
             path = fx.model_path(name)
             for case in ["short", "chat", "long"]:
                 toks, rows, gold = fx.load_case("golden-exact", name, case)
-                # prefill with 2 threads on every case; decode on the short/chat cases and
-                # 1 thread on short only, to keep the runtime small.
+                # prefill with 2 threads on every case; decode on short (and chat for f32/bf16)
+                # and 1 thread on short only, to keep the runtime small.
                 modes = [("prefill/2t", ["--threads", "2"])]
-                if case != "long":
+                if case == "short" or (case == "chat" and q in ("f32", "bf16")):
                     modes.append(("decode/2t", ["--threads", "2", "--decode"]))
                 if case == "short":
                     modes.append(("prefill/1t", ["--threads", "1"]))
