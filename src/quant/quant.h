@@ -15,8 +15,95 @@ typedef struct quant_type_info {
 /* NULL for ids >= K2_TYPE_COUNT. Removed ids return an entry with block_size 0. */
 const quant_type_info *quant_type_info_get(uint32_t type);
 
+/* ---- scalar conversions (§2) ---- */
+
+/* Exact fp16 -> f32 (§2.1); NaN payloads are kept. */
+float quant_fp16_to_f32(uint16_t h);
+/* Exact bf16 -> f32 (§2.3). */
+float quant_bf16_to_f32(uint16_t h);
+/* MXFP4 block exponent: 2^(e-128) (§2.4). */
+float quant_e8m0_to_f32_half(uint8_t e);
+
+/* ---- dequantization (§3) ---- */
+
 /* Row-wise scalar reference dequantization; n must be a multiple of the block size.
- * Returns false for types without a dequantizer. */
+ * Bit-identical to gguf.quants.dequantize. Handles F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q8_1, Q2_K..Q6_K, Q8_K, all IQ types, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0,
+ * Q2_0. Returns false for types without a dequantizer (the integer types, F64). */
 bool quant_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* Block-format helpers shared by the dequantizers and the dot kernels. */
+/* §3.4.2: scale and min of sub-block j (0..7) from the 12-byte Q4_K/Q5_K packing. */
+void quant_get_scale_min_k4(int j, const uint8_t *scales12, uint8_t *sc, uint8_t *m);
+/* §3.4 Q3_K: the 16 signed scales (-32..31) from its 12-byte packing. */
+void quant_q3_k_scales(const uint8_t *scales12, int8_t *sc);
+
+/* ---- activation quantizers (§2.2-2.3, §4.2-4.4) ---- */
+
+/* f32 -> fp16, round to nearest even (§2.2); f32 -> bf16 (§2.3). */
+uint16_t quant_f32_to_fp16(float f);
+uint16_t quant_f32_to_bf16(float f);
+
+/* Each converts n f32 values (a whole number of blocks of the target type) into a row of
+ * that type at y (k2_type_row_bytes(type, n) bytes, no alignment needed).
+ * Q8_0/Q8_1 use the x86 rule of §4.2 (id = 127/amax, round half to even), which is what
+ * llama.cpp on x86 does; the _ref variants use the portable reference rule (id = 1/d,
+ * roundf). Q8_1 adds s = fp16(sum(qs) * d) (§4.3). Q8_K follows §4.4 (f32 d, possibly
+ * negative; bsums; all-zero blocks give d = 0, zero codes and zero bsums). */
+void quant_quantize_row_q8_0(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_1(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_1_ref(const float *x, void *y, int64_t n);
+void quant_quantize_row_q8_k(const float *x, void *y, int64_t n);
+void quant_quantize_row_bf16(const float *x, void *y, int64_t n);
+void quant_quantize_row_f16(const float *x, void *y, int64_t n);
+void quant_quantize_row_f32(const float *x, void *y, int64_t n);
+/* By target type (F32, F16, BF16, Q8_0, Q8_1, Q8_K); false for any other type. */
+bool quant_quantize_row(uint32_t type, const float *x, void *y, int64_t n);
+
+/* ---- dot-product kernels and dispatch (§4.1, §4.5) ---- */
+
+/* Converts an f32 activation row of n elements into the activation type. */
+typedef void (*quant_quantize_fn)(const float *x, void *y, int64_t n);
+/* *s = dot(one weight row w, one activation row a) over n elements; w and a need no
+ * alignment; n is a whole number of blocks of both types. */
+typedef void (*quant_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
+
+typedef enum quant_cpu_level {
+    QUANT_CPU_SCALAR = 0,  /* portable C, the §4.5 float order */
+    QUANT_CPU_AVX2 = 1,    /* AVX2 + FMA + F16C */
+    QUANT_CPU_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI */
+    QUANT_CPU_LEVELS = 3
+} quant_cpu_level;
+
+typedef struct quant_type_traits {
+    uint32_t type;                 /* the weight type */
+    uint32_t vec_dot_type;         /* its activation type (§4.1) */
+    quant_quantize_fn quantize_act;/* f32 row -> vec_dot_type row */
+    quant_vec_dot_fn vec_dot;      /* NULL when k2 has no kernel for this type */
+    quant_cpu_level level;         /* level of the kernel in vec_dot (may be below the requested one) */
+} quant_type_traits;
+
+/* Traits at the active CPU level: the best level the CPU supports, lowered by the env
+ * var K2_CPU=scalar|avx2|avx512 (read once). NULL for ids out of range or removed.
+ * Thread-safe. Weight types with kernels: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * IQ4_NL, MXFP4, Q2_K..Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+ * IQ4_XS, TQ1_0, TQ2_0. */
+const quant_type_traits *quant_traits(uint32_t type);
+/* Traits at an explicit level (clamped to what the CPU supports); for tests/benchmarks. */
+const quant_type_traits *quant_traits_at(uint32_t type, quant_cpu_level level);
+/* The active level, and the best level this CPU supports. */
+quant_cpu_level quant_cpu_level_active(void);
+quant_cpu_level quant_cpu_level_supported(void);
+const char *quant_cpu_level_name(quant_cpu_level level);
+
+/* out[r] = dot(weight row r, act_q) for r in [0, n_rows): w holds n_rows rows of
+ * n_cols elements of wtype, row_bytes apart (>= k2_type_row_bytes(wtype, n_cols));
+ * act_q is one activation row already converted with quant_traits(wtype)->quantize_act
+ * (k2_type_row_bytes(vec_dot_type, n_cols) bytes). Single-threaded; callers split rows
+ * across threads. Returns false (out untouched) when wtype has no kernel or n_cols is
+ * not a whole number of blocks. */
+bool quant_matvec(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols,
+                  const void *act_q, float *out);
 
 #endif

@@ -1,0 +1,162 @@
+/* Dot-product kernels (spec/quant-types.md §4.5) at every CPU level this machine has:
+ * each equals the f64 dot of the dequantized weight row with the dequantized quantized
+ * activation row to 1e-5 of sum|w*a|, SIMD levels agree with the scalar kernels, and
+ * quant_matvec equals per-row dots. Weight rows are random bytes with finite fp16 scale
+ * fields of realistic magnitude. */
+#include "testutil.h"
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static double urand(void) { return (double)(rnd() >> 11) * 0x1p-53; }
+static float nrand(void) {
+    double u = urand() + 1e-300, v = urand();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static void put_fp16(uint8_t *p, float v) {
+    uint16_t h = quant_f32_to_fp16(v);
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* fp16 field offsets inside a weight block (§3), -1 terminated. */
+static const int *fp16_fields(uint32_t t) {
+    static const int at0[] = {0, -1}, at01[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
+                     q6k[] = {208, -1}, tq1[] = {52, -1}, tq2[] = {64, -1}, none[] = {-1};
+    switch (t) {
+    case K2_TYPE_Q4_0: case K2_TYPE_Q5_0: case K2_TYPE_Q8_0: case K2_TYPE_IQ4_NL: case K2_TYPE_IQ2_XXS:
+    case K2_TYPE_IQ2_XS: case K2_TYPE_IQ2_S: case K2_TYPE_IQ3_XXS: case K2_TYPE_IQ3_S: case K2_TYPE_IQ1_S:
+    case K2_TYPE_IQ4_XS:
+        return at0;
+    case K2_TYPE_Q4_1: case K2_TYPE_Q5_1: case K2_TYPE_Q4_K: case K2_TYPE_Q5_K: return at01;
+    case K2_TYPE_Q2_K: return q2k;
+    case K2_TYPE_Q3_K: return q3k;
+    case K2_TYPE_Q6_K: return q6k;
+    case K2_TYPE_TQ1_0: return tq1;
+    case K2_TYPE_TQ2_0: return tq2;
+    default: return none;
+    }
+}
+
+static void random_row(uint32_t t, uint8_t *row, int64_t n) {
+    int64_t bs = k2_type_block_size(t), bb = k2_type_block_bytes(t);
+    if (t == K2_TYPE_F32) {
+        for (int64_t i = 0; i < n; i++) { float v = nrand(); memcpy(row + 4 * i, &v, 4); }
+        return;
+    }
+    if (t == K2_TYPE_F16 || t == K2_TYPE_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = nrand();
+            uint16_t h = t == K2_TYPE_F16 ? quant_f32_to_fp16(v) : quant_f32_to_bf16(v);
+            row[2 * i] = (uint8_t)h;
+            row[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+        return;
+    }
+    for (int64_t b = 0; b < n / bs; b++) {
+        uint8_t *blk = row + b * bb;
+        for (int64_t i = 0; i < bb; i++) blk[i] = (uint8_t)rnd();
+        for (const int *f = fp16_fields(t); *f >= 0; f++) put_fp16(blk + *f, (float)(0.001 + 0.05 * urand()) * (rnd() & 1 ? -1.0f : 1.0f));
+        if (t == K2_TYPE_IQ1_M) {
+            uint16_t d = quant_f32_to_fp16((float)(0.001 + 0.05 * urand()));
+            for (int k = 0; k < 4; k++) blk[48 + 2 * k + 1] = (uint8_t)((blk[48 + 2 * k + 1] & 0x0f) | (((d >> (4 * k)) & 0xf) << 4));
+        }
+        if (t == K2_TYPE_MXFP4) blk[0] = (uint8_t)(118 + rnd() % 12);
+    }
+}
+
+static const uint32_t TYPES[] = {
+    K2_TYPE_F32, K2_TYPE_F16, K2_TYPE_BF16, K2_TYPE_Q4_0, K2_TYPE_Q4_1, K2_TYPE_Q5_0, K2_TYPE_Q5_1,
+    K2_TYPE_Q8_0, K2_TYPE_IQ4_NL, K2_TYPE_MXFP4, K2_TYPE_Q2_K, K2_TYPE_Q3_K, K2_TYPE_Q4_K, K2_TYPE_Q5_K,
+    K2_TYPE_Q6_K, K2_TYPE_IQ2_XXS, K2_TYPE_IQ2_XS, K2_TYPE_IQ2_S, K2_TYPE_IQ3_XXS, K2_TYPE_IQ3_S,
+    K2_TYPE_IQ1_S, K2_TYPE_IQ1_M, K2_TYPE_IQ4_XS, K2_TYPE_TQ1_0, K2_TYPE_TQ2_0,
+};
+
+#define ROWS 12
+
+int main(void) {
+    quant_cpu_level top = quant_cpu_level_supported();
+    fprintf(stderr, "cpu levels: supported %s, active %s\n", quant_cpu_level_name(top),
+            quant_cpu_level_name(quant_cpu_level_active()));
+    const int64_t sizes[] = {2048, 7168};
+    for (size_t ti = 0; ti < K2_ARRAY_LEN(TYPES); ti++) {
+        uint32_t t = TYPES[ti];
+        const quant_type_traits *tr0 = quant_traits_at(t, QUANT_CPU_SCALAR);
+        CHECK_MSG(tr0 && tr0->vec_dot && tr0->quantize_act, "%s has no scalar kernel", k2_type_name(t));
+        if (!tr0 || !tr0->vec_dot) continue;
+        double worst[QUANT_CPU_LEVELS] = {0};
+        for (size_t si = 0; si < K2_ARRAY_LEN(sizes); si++) {
+            int64_t n = sizes[si];
+            int64_t wbytes = k2_type_row_bytes(t, n), abytes = k2_type_row_bytes(tr0->vec_dot_type, n);
+            uint8_t *w = malloc((size_t)wbytes * ROWS), *aq = malloc((size_t)abytes);
+            float *x = malloc(sizeof(float) * (size_t)n), *wd = malloc(sizeof(float) * (size_t)n);
+            float *ad = malloc(sizeof(float) * (size_t)n), *mv = malloc(sizeof(float) * ROWS);
+            float scale = si ? 3.0f : 0.02f;
+            for (int64_t i = 0; i < n; i++) x[i] = nrand() * scale + (i % 97 == 0 ? 5.0f * scale : 0.0f);
+            for (int r = 0; r < ROWS; r++) random_row(t, w + r * wbytes, n);
+            tr0->quantize_act(x, aq, n);
+            CHECK(quant_dequantize_row(tr0->vec_dot_type, aq, ad, n));
+            for (int r = 0; r < ROWS; r++) {
+                CHECK(quant_dequantize_row(t, w + r * wbytes, wd, n));
+                double ref = 0.0, sabs = 0.0;
+                for (int64_t i = 0; i < n; i++) {
+                    double p = (double)wd[i] * (double)ad[i];
+                    ref += p;
+                    sabs += fabs(p);
+                }
+                float s0 = NAN;
+                for (int lvl = 0; lvl <= (int)top; lvl++) {
+                    const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
+                    float s = NAN;
+                    tr->vec_dot(n, &s, w + r * wbytes, aq);
+                    if (lvl == 0) s0 = s;
+                    double err = fabs((double)s - ref) / (sabs + 1e-30);
+                    if (err > worst[lvl]) worst[lvl] = err;
+                    CHECK_MSG(err <= 1e-5, "%s n=%lld row %d level %s (kernel %s): got %.9g want %.9g (rel %.3g of sum|terms| %.6g)",
+                              k2_type_name(t), (long long)n, r, quant_cpu_level_name((quant_cpu_level)lvl),
+                              quant_cpu_level_name(tr->level), s, ref, err, sabs);
+                    CHECK_MSG(fabs((double)s - (double)s0) <= 1e-5 * sabs, "%s level %s vs scalar: %.9g vs %.9g",
+                              k2_type_name(t), quant_cpu_level_name((quant_cpu_level)lvl), s, s0);
+                    CHECK(tr->vec_dot_type == tr0->vec_dot_type);
+                }
+            }
+            /* quant_matvec = per-row dots at the active level */
+            CHECK(quant_matvec(t, w, (size_t)wbytes, ROWS, n, aq, mv));
+            const quant_type_traits *tra = quant_traits(t);
+            for (int r = 0; r < ROWS; r++) {
+                float s;
+                tra->vec_dot(n, &s, w + r * wbytes, aq);
+                CHECK(memcmp(&s, &mv[r], 4) == 0);
+            }
+            free(w); free(aq); free(x); free(wd); free(ad); free(mv);
+        }
+        fprintf(stderr, "%-8s act %-5s worst rel err:", k2_type_name(t), k2_type_name(tr0->vec_dot_type));
+        for (int lvl = 0; lvl <= (int)top; lvl++) {
+            const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
+            fprintf(stderr, " %s=%.2g%s", quant_cpu_level_name((quant_cpu_level)lvl), worst[lvl],
+                    tr->level != (quant_cpu_level)lvl ? "(fallback)" : "");
+        }
+        fputc('\n', stderr);
+    }
+    /* bad arguments */
+    float o;
+    uint8_t z[64] = {0};
+    CHECK(!quant_matvec(K2_TYPE_Q4_K, z, 144, 1, 100, z, &o));
+    CHECK(!quant_matvec(K2_TYPE_I32, z, 16, 1, 4, z, &o));
+    CHECK(quant_traits(4) == NULL && quant_traits(K2_TYPE_COUNT) == NULL);
+    CHECK(quant_traits(K2_TYPE_Q4_K)->vec_dot_type == K2_TYPE_Q8_K);
+    CHECK(quant_traits(K2_TYPE_Q4_1)->vec_dot_type == K2_TYPE_Q8_1);
+    CHECK(quant_traits(K2_TYPE_Q5_0)->vec_dot_type == K2_TYPE_Q8_0);
+    CHECK(quant_traits(K2_TYPE_BF16)->vec_dot_type == K2_TYPE_BF16);
+    return k2t_finish("quant.test_dot");
+}
