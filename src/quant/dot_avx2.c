@@ -20,6 +20,23 @@ static inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* F16C conversion: exact for every non-NaN fp16 (§2.1), and much cheaper than the
+ * portable bit manipulation on this hot path. */
+static inline float fp16(const uint8_t *p) { return _cvtsh_ss(qk_rd16(p)); }
+
+/* sign_mask[s]: byte k = 0xFF when bit k of s is set (value k negated), else 0. Derived
+ * data, filled once by quant_kernels_avx2. */
+static uint64_t sign_mask[256];
+
+static inline __m256i signs4(uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3) {
+    return _mm256_set_epi64x((long long)sign_mask[s3], (long long)sign_mask[s2], (long long)sign_mask[s1],
+                             (long long)sign_mask[s0]);
+}
+/* a with the lanes selected by mask (0xFF bytes) negated. */
+static inline __m256i apply_signs(__m256i a, __m256i mask) {
+    return _mm256_sub_epi8(_mm256_xor_si256(a, mask), mask);
+}
+
 static inline __m256i loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* Two int16 scale values, one per 16-element half of a 32-element run. */
@@ -36,7 +53,7 @@ static void dot_q8_0(int64_t n, float *s, const void *w, const void *a) {
         __m256i qx = loadu(x + 2), qy = loadu(y + 2);
         __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
         __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qk_fp16(x) * qk_fp16(y)), f, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * fp16(y)), f, acc);
     }
     *s = hsum_ps(acc);
 }
@@ -53,7 +70,7 @@ static void dot_q4_0(int64_t n, float *s, const void *w, const void *a) {
         __m256i qy = loadu(y + 2);
         __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(qy, q));
         __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qk_fp16(x) * qk_fp16(y)), f, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * fp16(y)), f, acc);
     }
     *s = hsum_ps(acc);
 }
@@ -72,7 +89,7 @@ static void dot_iq4_nl(int64_t n, float *s, const void *w, const void *a) {
         __m256i qy = loadu(y + 2);
         __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(qy, q));
         __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qk_fp16(x) * qk_fp16(y)), f, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * fp16(y)), f, acc);
     }
     *s = hsum_ps(acc);
 }
@@ -102,8 +119,8 @@ static void dot_q2_k(int64_t n, float *s, const void *w, const void *a) {
             }
         }
         float ad = qk_f32(y);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(ad * qk_fp16(x + 80)), _mm256_cvtepi32_ps(isum), acc);
-        summ += (ad * qk_fp16(x + 82)) * (float)summs;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ad * fp16(x + 80)), _mm256_cvtepi32_ps(isum), acc);
+        summ += (ad * fp16(x + 82)) * (float)summs;
     }
     *s = hsum_ps(acc) - summ;
 }
@@ -134,7 +151,7 @@ static void dot_q3_k(int64_t n, float *s, const void *w, const void *a) {
             }
         }
         isum = _mm256_add_epi32(isum, _mm256_setr_epi32(-4 * corr, 0, 0, 0, 0, 0, 0, 0));
-        float dd = qk_fp16(x + 108) * qk_f32(y);
+        float dd = fp16(x + 108) * qk_f32(y);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc);
     }
     *s = hsum_ps(acc);
@@ -168,8 +185,8 @@ static inline void dot_q45_k(int64_t n, float *s, const uint8_t *x, const uint8_
             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_set1_epi16(S[2 * c + 1])));
         }
         float ad = qk_f32(y);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qk_fp16(x) * ad), _mm256_cvtepi32_ps(isum), acc);
-        summ += (qk_fp16(x + 2) * ad) * (float)mins;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * ad), _mm256_cvtepi32_ps(isum), acc);
+        summ += (fp16(x + 2) * ad) * (float)mins;
     }
     *s = hsum_ps(acc) - summ;
 }
@@ -203,7 +220,7 @@ static void dot_q6_k(int64_t n, float *s, const void *w, const void *a) {
             }
         }
         isum = _mm256_add_epi32(isum, _mm256_setr_epi32(-32 * corr, 0, 0, 0, 0, 0, 0, 0));
-        float dd = qk_fp16(x + 208) * qk_f32(y);
+        float dd = fp16(x + 208) * qk_f32(y);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc);
     }
     *s = hsum_ps(acc);
@@ -230,12 +247,124 @@ static void dot_iq4_xs(int64_t n, float *s, const void *w, const void *a) {
             __m256i p32 = _mm256_madd_epi16(p, ones);
             isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p32, _mm256_set1_epi32(ls - 32)));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qk_fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
     }
     *s = hsum_ps(acc);
 }
 
+/* ---- grid I-quants x Q8_K (§3.5, §4.5) ---- */
+
+static void dot_iq2_xxs(int64_t n, float *s, const void *w, const void *a) {
+    const uint8_t *x = w, *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 66, y += QK_Q8K_BYTES) {
+        const int8_t *q8 = (const int8_t *)(y + 4);
+        __m256i isum = _mm256_setzero_si256();
+        for (int ib = 0; ib < 8; ib++) {
+            uint32_t ga = qk_rd32(x + 2 + 8 * ib), sw = qk_rd32(x + 6 + 8 * ib);
+            __m256i g = _mm256_set_epi64x((long long)quant_iq2xxs_grid[ga >> 24], (long long)quant_iq2xxs_grid[(ga >> 16) & 0xff],
+                                          (long long)quant_iq2xxs_grid[(ga >> 8) & 0xff], (long long)quant_iq2xxs_grid[ga & 0xff]);
+            __m256i m = signs4(quant_ksigns_iq2xs[sw & 127], quant_ksigns_iq2xs[(sw >> 7) & 127],
+                               quant_ksigns_iq2xs[(sw >> 14) & 127], quant_ksigns_iq2xs[(sw >> 21) & 127]);
+            __m256i p = _mm256_maddubs_epi16(g, apply_signs(loadu(q8 + 32 * ib), m));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (sw >> 28) + 1))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = 0.125f * hsum_ps(acc);
+}
+
+static void dot_iq3_xxs(int64_t n, float *s, const void *w, const void *a) {
+    const uint8_t *x = w, *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 98, y += QK_Q8K_BYTES) {
+        const int8_t *q8 = (const int8_t *)(y + 4);
+        const uint8_t *qs = x + 2;
+        __m256i isum = _mm256_setzero_si256();
+        for (int ib = 0; ib < 8; ib++) {
+            const uint8_t *q = qs + 8 * ib;
+            uint32_t sw = qk_rd32(x + 66 + 4 * ib);
+            __m256i g = _mm256_set_epi32((int)quant_iq3xxs_grid[q[7]], (int)quant_iq3xxs_grid[q[6]], (int)quant_iq3xxs_grid[q[5]],
+                                         (int)quant_iq3xxs_grid[q[4]], (int)quant_iq3xxs_grid[q[3]], (int)quant_iq3xxs_grid[q[2]],
+                                         (int)quant_iq3xxs_grid[q[1]], (int)quant_iq3xxs_grid[q[0]]);
+            __m256i m = signs4(quant_ksigns_iq2xs[sw & 127], quant_ksigns_iq2xs[(sw >> 7) & 127],
+                               quant_ksigns_iq2xs[(sw >> 14) & 127], quant_ksigns_iq2xs[(sw >> 21) & 127]);
+            __m256i p = _mm256_maddubs_epi16(g, apply_signs(loadu(q8 + 32 * ib), m));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (sw >> 28) + 1))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = 0.25f * hsum_ps(acc);
+}
+
+static void dot_iq3_s(int64_t n, float *s, const void *w, const void *a) {
+    const uint8_t *x = w, *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 110, y += QK_Q8K_BYTES) {
+        const int8_t *q8 = (const int8_t *)(y + 4);
+        const uint8_t *qs = x + 2, *qh = x + 66, *sg = x + 74, *scales = x + 106;
+        __m256i isum = _mm256_setzero_si256();
+        for (int ib = 0; ib < 8; ib++) {
+            const uint8_t *q = qs + 8 * ib;
+            int h = qh[ib];
+#define G3(k) (int)quant_iq3s_grid[q[k] | (((h >> (k)) & 1) << 8)]
+            __m256i g = _mm256_set_epi32(G3(7), G3(6), G3(5), G3(4), G3(3), G3(2), G3(1), G3(0));
+#undef G3
+            const uint8_t *sb = sg + 4 * ib;
+            __m256i m = signs4(sb[0], sb[1], sb[2], sb[3]);
+            int sc = ib % 2 ? (scales[ib / 2] >> 4) : (scales[ib / 2] & 0x0f);
+            __m256i p = _mm256_maddubs_epi16(g, apply_signs(loadu(q8 + 32 * ib), m));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * sc + 1))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+static void dot_iq1_s(int64_t n, float *s, const void *w, const void *a) {
+    const uint8_t *x = w, *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float dacc = 0.0f;
+    const __m256i one8 = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < n / 256; b++, x += 50, y += QK_Q8K_BYTES) {
+        const int8_t *q8 = (const int8_t *)(y + 4);
+        const uint8_t *qs = x + 2;
+        __m256i isum = _mm256_setzero_si256();
+        int sumi1 = 0, corr = 0;
+        for (int ib = 0; ib < 8; ib++) {
+            uint16_t h = qk_rd16(x + 34 + 2 * ib);
+            const uint8_t *q = qs + 4 * ib;
+            __m256i g = _mm256_set_epi64x((long long)quant_iq1s_grid[q[3] | (((h >> 9) & 7) << 8)],
+                                          (long long)quant_iq1s_grid[q[2] | (((h >> 6) & 7) << 8)],
+                                          (long long)quant_iq1s_grid[q[1] | (((h >> 3) & 7) << 8)],
+                                          (long long)quant_iq1s_grid[q[0] | ((h & 7) << 8)]);
+            g = _mm256_add_epi8(g, one8); /* -1,0,1 -> 0,1,2; corrected by the block sum below */
+            int ls = 2 * ((h >> 12) & 7) + 1;
+            int bs = bsum(y, 2 * ib) + bsum(y, 2 * ib + 1);
+            __m256i p = _mm256_maddubs_epi16(g, loadu(q8 + 32 * ib));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+            corr += ls * bs;
+            sumi1 += (h & 0x8000) ? -ls * bs : ls * bs;
+        }
+        isum = _mm256_add_epi32(isum, _mm256_setr_epi32(-corr, 0, 0, 0, 0, 0, 0, 0));
+        float dd = fp16(x) * qk_f32(y);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc);
+        dacc += dd * (0.125f * (float)sumi1);
+    }
+    *s = hsum_ps(acc) + dacc;
+}
+
 void quant_kernels_avx2(quant_kernel_table *t) {
+    for (int s = 0; s < 256; s++) {
+        uint64_t m = 0;
+        for (int k = 0; k < 8; k++)
+            if ((s >> k) & 1) m |= 0xffULL << (8 * k);
+        sign_mask[s] = m;
+    }
+    t->dot[K2_TYPE_IQ2_XXS] = dot_iq2_xxs;
+    t->dot[K2_TYPE_IQ3_XXS] = dot_iq3_xxs;
+    t->dot[K2_TYPE_IQ3_S] = dot_iq3_s;
+    t->dot[K2_TYPE_IQ1_S] = dot_iq1_s;
     t->dot[K2_TYPE_Q8_0] = dot_q8_0;
     t->dot[K2_TYPE_Q4_0] = dot_q4_0;
     t->dot[K2_TYPE_IQ4_NL] = dot_iq4_nl;
