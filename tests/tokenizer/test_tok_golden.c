@@ -75,5 +75,14 @@ int main(void) {
         k2_tokenizer_free(tok);
         tok = NULL;
     }
+    CHECK_OK(k2_tokenizer_from_json(k2t_shared_path("fixtures/tokenizer/deepseek-v3/tokenizer.json"), &tok, &err), &err);
+    if (tok) {
+        char golden[4096];
+        snprintf(golden, sizeof golden, "%s", k2t_shared_path("fixtures/tokenizer/deepseek-v3/golden.json"));
+        size_t n = run_golden(tok, golden, "deepseek-v3");
+        printf("deepseek-v3 (tokenizer.json): %zu cases\n", n);
+        k2_tokenizer_free(tok);
+        tok = NULL;
+    }
     return k2t_finish("test_tok_golden");
 }
