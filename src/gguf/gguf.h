@@ -1,0 +1,9 @@
+/* gguf/: GGUF read/write, metadata access, shard sets. The API is public
+ * (include/k2.h, "GGUF files"); this header only gathers the includes. */
+#ifndef K2_GGUF_H
+#define K2_GGUF_H
+
+#include "base/base.h"
+#include "quant/quant.h"
+
+#endif
