@@ -4,6 +4,7 @@
 #include "tokenizer/tok_internal.h"
 
 #include <jansson.h>
+#include "base/base.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,84 @@ int main(void) {
         snprintf(golden, sizeof golden, "%s", k2t_shared_path("fixtures/tokenizer/deepseek-v3/golden.json"));
         size_t n = run_golden(tok, golden, "deepseek-v3");
         printf("deepseek-v3 (tokenizer.json): %zu cases\n", n);
+        k2_tokenizer_free(tok);
+        tok = NULL;
+    }
+    /* The k2-tiny GGUF vocabulary (tokens + merges) gives the tiktoken golden ids. */
+    k2_gguf *g = NULL;
+    CHECK_OK(k2_gguf_open(k2t_shared_path("fixtures/models/k2-tiny-f32.gguf"), &g, &err), &err);
+    if (g) {
+        CHECK_OK(k2_tokenizer_from_gguf(g, &tok, &err), &err);
+        k2_gguf_close(g);
+        if (tok) {
+            char golden[4096];
+            snprintf(golden, sizeof golden, "%s", k2t_shared_path("fixtures/tokenizer/k2-tiny/golden.json"));
+            size_t n = run_golden(tok, golden, "k2-tiny gguf");
+            printf("k2-tiny (GGUF): %zu cases\n", n);
+            CHECK(!k2_tokenizer_adds_bos(tok));
+            const int32_t *stops;
+            size_t ns = k2_tokenizer_stop_ids(tok, &stops);
+            CHECK(ns == 3 && stops[0] == 2029 && stops[1] == 2028 && stops[2] == 2036);
+            k2_tokenizer_free(tok);
+            tok = NULL;
+        }
+    }
+    /* llama.cpp's vocab test files (spec §8). */
+    const char *vocabs[] = {"gpt-2", "deepseek-llm", "deepseek-coder"};
+    for (int v = 0; v < 3; v++) {
+        char path[4096], inp[4200], outp[4200];
+        snprintf(path, sizeof path, "%s/fixtures/tokenizer/llama-cpp-vocab/ggml-vocab-%s.gguf", k2t_shared_dir(), vocabs[v]);
+        snprintf(inp, sizeof inp, "%s.inp", path);
+        snprintf(outp, sizeof outp, "%s.out", path);
+        g = NULL;
+        CHECK_OK(k2_gguf_open(path, &g, &err), &err);
+        if (!g) continue;
+        CHECK_OK(k2_tokenizer_from_gguf(g, &tok, &err), &err);
+        k2_gguf_close(g);
+        if (!tok) continue;
+        char *in = NULL, *ou = NULL;
+        size_t inl = 0, oul = 0;
+        CHECK_OK(k2_read_file(inp, &in, &inl, &err), &err);
+        CHECK_OK(k2_read_file(outp, &ou, &oul, &err), &err);
+        const char *sep = "\n__ggml_vocab_test__\n";
+        char *p = in, *q = ou;
+        int cases = 0, pass = 0;
+        while (p && q) {
+            char *e = strstr(p, sep);
+            if (!e) break;
+            char *qe = strchr(q, '\n');
+            if (!qe) qe = q + strlen(q);
+            int32_t *ids = NULL;
+            size_t n = 0;
+            CHECK_OK(k2_tokenize(tok, p, (size_t)(e - p), 0, &ids, &n, &err), &err);
+            /* Expected ids: decimal numbers separated by spaces. */
+            size_t k = 0;
+            bool same = true;
+            char *r = q;
+            while (r < qe) {
+                while (r < qe && *r == ' ') r++;
+                if (r >= qe) break;
+                long val = strtol(r, &r, 10);
+                if (k >= n || ids[k] != val) same = false;
+                k++;
+            }
+            same = same && k == n;
+            CHECK_MSG(same, "%s case %d: %.*s", vocabs[v], cases, (int)(e - p), p);
+            char *back = NULL;
+            size_t bl = 0;
+            CHECK_OK(k2_detokenize(tok, ids, n, 0, &back, &bl, &err), &err);
+            CHECK_MSG(back && bl == (size_t)(e - p) && memcmp(back, p, bl) == 0, "%s round trip %d", vocabs[v], cases);
+            free(back);
+            free(ids);
+            pass += same;
+            cases++;
+            p = e + strlen(sep);
+            q = *qe ? qe + 1 : qe;
+        }
+        printf("%s (GGUF, llama.cpp vocab test): %d/%d\n", vocabs[v], pass, cases);
+        CHECK(cases >= 46);
+        free(in);
+        free(ou);
         k2_tokenizer_free(tok);
         tok = NULL;
     }
