@@ -69,7 +69,7 @@ static k2_status add_split(hf_load *L, json_t *o, const char *jp) {
 
 static k2_status add_pretok(hf_load *L, json_t *o, const char *jp) {
     char sub[256];
-    if (json_is_null(o)) return K2_OK;
+    if (!o || json_is_null(o)) return K2_OK;
     const char *ty = type_of(o);
     snprintf(sub, sizeof sub, "%s.type", jp);
     if (!json_is_object(o) || !ty) return bad(L, K2_EFORMAT, sub, "missing", NULL);
@@ -110,7 +110,7 @@ static k2_status add_pretok(hf_load *L, json_t *o, const char *jp) {
 
 static k2_status add_norm(hf_load *L, json_t *o, const char *jp) {
     char sub[256];
-    if (json_is_null(o)) return K2_OK;
+    if (!o || json_is_null(o)) return K2_OK;
     const char *ty = type_of(o);
     snprintf(sub, sizeof sub, "%s.type", jp);
     if (!json_is_object(o) || !ty) return bad(L, K2_EFORMAT, sub, "missing", NULL);
