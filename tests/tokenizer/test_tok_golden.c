@@ -58,7 +58,7 @@ static size_t run_golden(const k2_tokenizer *tok, const char *golden, const char
 int main(void) {
     k2t_require_shared();
     k2_error err;
-    char model[4096], special[4096];
+    char model[4096], special[4200];
     k2_tokenizer *tok = NULL;
 
     const char *dirs[] = {"k2-tiny", "kimi-pattern-128k"};
