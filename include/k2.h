@@ -337,6 +337,106 @@ void k2_context_reset(k2_context *ctx);
  * Tokenizer and chat format (src/tokenizer)
  * ======================================================================== */
 
+/* Byte-level BPE tokenizers (spec/tokenizer.md). One tokenizer is immutable after
+ * loading and may be used from several threads at once. */
+typedef struct k2_tokenizer k2_tokenizer;
+
+/* From a GGUF's tokenizer.ggml.* keys (model "gpt2"; pre-tokenizers kimi-k2,
+ * deepseek-v3, deepseek-llm, deepseek-coder, gpt-2 and the other names of spec §4.6).
+ * The handle does not keep the GGUF; it may be closed afterwards. */
+k2_status k2_tokenizer_from_gguf(const k2_gguf *g, k2_tokenizer **out, k2_error *err);
+/* Kimi K2's own files: `tiktoken.model` plus the special tokens, read from
+ * `special_path`: a JSON map {"text": id} (special_tokens.json) or a
+ * tokenizer_config.json with `added_tokens_decoder`. NULL: looks beside the model for
+ * special_tokens.json, then tokenizer_config.json. Uses the Kimi pre-tokenizer. */
+k2_status k2_tokenizer_from_tiktoken(const char *model_path, const char *special_path,
+                                     k2_tokenizer **out, k2_error *err);
+/* A Hugging Face tokenizer.json (byte-level BPE subset, spec §5). */
+k2_status k2_tokenizer_from_json(const char *path, k2_tokenizer **out, k2_error *err);
+void k2_tokenizer_free(k2_tokenizer *t);
+
+/* Total number of ids (base tokens + special/added tokens). */
+int32_t k2_tokenizer_n_vocab(const k2_tokenizer *t);
+/* Special ids; -1 when the vocabulary has none. */
+int32_t k2_token_bos(const k2_tokenizer *t);
+int32_t k2_token_eos(const k2_tokenizer *t);
+int32_t k2_token_eot(const k2_tokenizer *t);
+/* True when the vocabulary asks for BOS at the start of a sequence (never for Kimi). */
+bool k2_tokenizer_adds_bos(const k2_tokenizer *t);
+/* The pre-tokenizer's name ("kimi-k2", "deepseek-v3", "tokenizer.json", ...). */
+const char *k2_tokenizer_pre_name(const k2_tokenizer *t);
+/* Ids that end generation (Kimi: <|im_end|>, [EOS], [EOT], spec §6.6). */
+size_t k2_tokenizer_stop_ids(const k2_tokenizer *t, const int32_t **ids);
+bool k2_token_is_stop(const k2_tokenizer *t, int32_t id);
+/* True for control tokens (special tokens that are hidden unless asked for). */
+bool k2_token_is_special(const k2_tokenizer *t, int32_t id);
+/* A token's raw bytes (base tokens) or text (special/added tokens); the view lives
+ * as long as the tokenizer. K2_ERANGE for an id outside the vocabulary. */
+k2_status k2_token_bytes(const k2_tokenizer *t, int32_t id, k2_str *out, k2_error *err);
+/* The id of a special/added token text or of a base token's exact bytes; -1 if none. */
+int32_t k2_token_find(const k2_tokenizer *t, const char *text, size_t len);
+
+enum {
+    K2_TOKENIZE_PARSE_SPECIAL = 1, /* special-token strings in the text become their ids */
+    K2_TOKENIZE_ADD_SPECIAL = 2,   /* add BOS/EOS when the vocabulary asks for them */
+};
+/* Text to ids. Invalid UTF-8 is first repaired: each maximal ill-formed subsequence
+ * becomes U+FFFD (as Python's decode(errors="replace") does, spec §3.6).
+ * *ids is malloc'ed (free() it); it is NULL when *n is 0. */
+k2_status k2_tokenize(const k2_tokenizer *t, const char *text, size_t len, unsigned flags,
+                      int32_t **ids, size_t *n, k2_error *err);
+
+enum {
+    K2_DETOK_SKIP_SPECIAL = 1, /* control tokens decode to nothing */
+    K2_DETOK_RAW = 2,          /* k2_detokenize: keep raw bytes (no U+FFFD repair) */
+};
+/* Ids to UTF-8 text (ill-formed sequences become U+FFFD). *out is malloc'ed and
+ * NUL-terminated; K2_ERANGE for an id outside the vocabulary. */
+k2_status k2_detokenize(const k2_tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
+                        char **out, size_t *len, k2_error *err);
+
+/* Incremental detokenizer for streaming (spec §7.3): never emits part of a UTF-8
+ * character, and holds back text that may still turn into a stop string. */
+typedef struct k2_detok k2_detok;
+k2_status k2_detok_new(const k2_tokenizer *t, unsigned flags, k2_detok **out, k2_error *err);
+void k2_detok_free(k2_detok *d);
+/* Adds a stop string: the text is cut before its first occurrence. */
+k2_status k2_detok_add_stop(k2_detok *d, const char *s, size_t len, k2_error *err);
+/* Feeds one id; *text receives the text that became safe to emit (valid until the
+ * next call). *stopped (may be NULL) turns true once a stop string has been seen;
+ * later pushes emit nothing. */
+k2_status k2_detok_push(k2_detok *d, int32_t id, k2_str *text, bool *stopped, k2_error *err);
+/* End of stream: emits everything held back (an incomplete character becomes U+FFFD). */
+k2_status k2_detok_flush(k2_detok *d, k2_str *text, k2_error *err);
+
+/* Chat format (spec §6). Strings are UTF-8, NUL-terminated; NULL means absent. */
+typedef struct k2_chat_message {
+    const char *role;            /* "system", "user", "assistant" or "tool" */
+    const char *content;         /* text; NULL = none */
+    const char *content_json;    /* instead of content: a JSON array of parts ({"type":"text","text":..}) */
+    const char *name;            /* optional speaker name */
+    const char *tool_call_id;    /* tool messages */
+    const char *tool_calls_json; /* assistant: JSON array of OpenAI tool calls */
+} k2_chat_message;
+
+typedef enum k2_chat_format {
+    K2_CHAT_KIMI_K2 = 0, /* Kimi-K2-Instruct, spec §6.2 */
+} k2_chat_format;
+
+/* The chat format the tokenizer's model uses: Kimi K2 when the vocabulary has the
+ * Kimi turn tokens and any GGUF template is recognised as Kimi's; K2_EUNSUPPORTED
+ * for a template k2 does not know (it is never guessed). */
+k2_status k2_tokenizer_chat_format(const k2_tokenizer *t, k2_chat_format *out, k2_error *err);
+/* Renders a conversation as text (tools_json: an OpenAI tools array or NULL).
+ * *out is malloc'ed. */
+k2_status k2_chat_render(const k2_chat_message *msgs, size_t n, const char *tools_json,
+                         bool add_generation_prompt, char **out, k2_error *err);
+/* Renders and tokenizes: special tokens are emitted as ids and the text between them
+ * is tokenized as whole runs without parsing special strings (spec §6.5). */
+k2_status k2_chat_tokenize(const k2_tokenizer *t, const k2_chat_message *msgs, size_t n,
+                           const char *tools_json, bool add_generation_prompt,
+                           int32_t **ids, size_t *n_ids, k2_error *err);
+
 /* ========================================================================
  * Runtime, futures and the event loop (src/async, src/runtime)
  * ======================================================================== */

@@ -29,6 +29,18 @@ void k2t_require_shared(void) {
     exit(77);
 }
 
+bool k2t_have_shared(const char *part) {
+    if (k2t_shared_dir()) return true;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) {
+        fprintf(stderr, "FAIL: %s needs shared/ fixtures (K2_SHARED_DIR) and CI=true\n", part);
+        k2t_failures++;
+    } else {
+        fprintf(stderr, "SKIP part: %s (shared/ fixtures not found)\n", part);
+    }
+    return false;
+}
+
 const char *k2t_shared_path(const char *rel) {
     static char buf[4096];
     const char *d = k2t_shared_dir();

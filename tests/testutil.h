@@ -3,6 +3,7 @@
 #define K2_TESTUTIL_H
 
 #include "k2.h"
+#include <stdbool.h>
 #include <stdio.h>
 
 extern int k2t_failures;
@@ -25,6 +26,9 @@ const char *k2t_shared_path(const char *rel);
 const char *k2t_tmpdir(void);
 /* Exit status: 0 if all checks passed; prints a summary. */
 int k2t_finish(const char *name);
+/* For tests with parts that need shared/: true when present; otherwise prints a
+ * skip note (or, under CI=true, counts a failure) and returns false. */
+bool k2t_have_shared(const char *part);
 /* Skip unless shared/ exists; exits 77 or 1 (CI). */
 void k2t_require_shared(void);
 

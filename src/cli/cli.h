@@ -13,6 +13,8 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "k2 CMD: message" to stderr and returns 1 (runtime failure). */
 int cli_fail(const char *cmd, const k2_error *err);
+/* Fills a k2_error (the CLI's own failures use the same reporting path). */
+void cli_set_error(k2_error *err, k2_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* True when arg is "-h" or "--help". */
 int cli_is_help(const char *arg);
 

@@ -19,6 +19,7 @@ K2_COMMAND(run)
 K2_COMMAND(chat)
 K2_COMMAND(serve)
 K2_COMMAND(bench)
+K2_COMMAND(mkmodel)
 
 static const struct {
     const char *name;
@@ -36,13 +37,14 @@ static const struct {
     {"logits", "evaluate tokens and write their logits"},
     {"generate", "greedy generation from token ids"},
     {"bench", "measure prefill and decode speed"},
+    {"mkmodel", "write a random-weight Kimi K2 structured model (demo, benchmarks, tests)"},
 };
 
 static cli_command_fn command_fn(const char *name) {
 #define K2_MATCH(n) if (strcmp(name, #n) == 0) return cmd_##n;
     K2_MATCH(inspect) K2_MATCH(tokenize) K2_MATCH(detokenize) K2_MATCH(pull) K2_MATCH(ls)
     K2_MATCH(cache) K2_MATCH(logits) K2_MATCH(generate) K2_MATCH(run) K2_MATCH(chat)
-    K2_MATCH(serve) K2_MATCH(bench)
+    K2_MATCH(serve) K2_MATCH(bench) K2_MATCH(mkmodel)
 #undef K2_MATCH
     return NULL;
 }
@@ -60,6 +62,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
 int cli_fail(const char *cmd, const k2_error *err) {
     fprintf(stderr, "k2 %s: %s\n", cmd, err->message[0] ? err->message : k2_status_name(err->status));
     return 1;
+}
+
+void cli_set_error(k2_error *err, k2_status st, const char *fmt, ...) {
+    err->status = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
 }
 
 int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }

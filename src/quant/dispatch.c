@@ -11,17 +11,27 @@ static quant_cpu_level g_supported = QUANT_CPU_SCALAR;
 static quant_cpu_level g_active = QUANT_CPU_SCALAR;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static quant_cpu_level detect_cpu(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#include <cpuid.h>
+/* CPUID + XGETBV directly: __builtin_cpu_supports lacks some feature names (f16c)
+ * in older clang, and neither checks that the OS saves the wide registers. */
+static quant_cpu_level detect_cpu(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return QUANT_CPU_SCALAR;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!osxsave || !avx) return QUANT_CPU_SCALAR;
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    bool ymm_os = (xlo & 0x6) == 0x6, zmm_os = (xlo & 0xe6) == 0xe6;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return QUANT_CPU_SCALAR;
+    bool avx2 = ymm_os && fma && f16c && (b & (1u << 5));
+    bool avx512 = avx2 && zmm_os && (b & (1u << 16)) /* F */ && (b & (1u << 30)) /* BW */ &&
+                  (b & (1u << 31)) /* VL */ && (c & (1u << 11)) /* VNNI */;
     return avx512 ? QUANT_CPU_AVX512 : avx2 ? QUANT_CPU_AVX2 : QUANT_CPU_SCALAR;
-#else
-    return QUANT_CPU_SCALAR;
-#endif
 }
+#else
+static quant_cpu_level detect_cpu(void) { return QUANT_CPU_SCALAR; }
+#endif
 
 static void init_once(void) {
     quant_kernel_table tab[QUANT_CPU_LEVELS];

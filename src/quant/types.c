@@ -54,7 +54,9 @@ bool k2_type_is_valid(uint32_t type) {
 int64_t k2_type_row_bytes(uint32_t type, int64_t n) {
     const quant_type_info *t = quant_type_info_get(type);
     if (!t || t->block_size <= 0 || n < 0 || n % t->block_size) return -1;
-    return n / t->block_size * t->block_bytes;
+    int64_t bytes;
+    if (__builtin_mul_overflow(n / t->block_size, t->block_bytes, &bytes)) return -1;
+    return bytes;
 }
 
 k2_status k2_dequantize(uint32_t type, const void *src, float *dst, int64_t n, k2_error *err) {
