@@ -132,6 +132,22 @@ static k2_status bind_vec(loader *ld, const float **out, bool required, int64_t 
     return K2_OK;
 }
 
+/* §4.3.2: omega_m = theta_m (gamma_m + (1 - gamma_m) / s), ext_factor = 1. */
+void model_yarn_freqs(double base, int d_r, double s, double L0, double beta_fast, double beta_slow,
+                      double *omega) {
+    double dr = d_r;
+    double corr_f = dr * log(L0 / (2.0 * M_PI * beta_fast)) / (2.0 * log(base));
+    double corr_s = dr * log(L0 / (2.0 * M_PI * beta_slow)) / (2.0 * log(base));
+    double lo = K2_MAX(0.0, floor(corr_f));
+    double hi = K2_MIN(dr - 1, ceil(corr_s));
+    for (int i = 0; i < d_r / 2; i++) {
+        double ramp = (i - lo) / K2_MAX(hi - lo, 0.001);
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        double gamma = 1.0 - ramp, theta = pow(base, -2.0 * i / dr);
+        omega[i] = theta * (gamma + (1.0 - gamma) / s);
+    }
+}
+
 #define TRY(expr) do { k2_status s_ = (expr); if (s_ != K2_OK) return s_; } while (0)
 
 /* Legacy files (spec §2.3 item 1, §3.2): split attn_kv_b {d_c, H(d_n+d_v)} into f32
@@ -316,17 +332,9 @@ static k2_status load_hparams(loader *ld, const k2_model_options *opt) {
                      hp->yarn_beta_fast, hp->yarn_beta_slow);
         float logmul;
         TRY(get_f32(ld, "rope.scaling.yarn_log_multiplier", 0.0f, &logmul, &have_mul));
-        double s = factor, L0 = hp->yarn_orig_ctx, dr = hp->rope_dim;
-        double corr_f = dr * log(L0 / (2.0 * M_PI * hp->yarn_beta_fast)) / (2.0 * log(base));
-        double corr_s = dr * log(L0 / (2.0 * M_PI * hp->yarn_beta_slow)) / (2.0 * log(base));
-        double lo = K2_MAX(0.0, floor(corr_f));
-        double hi = K2_MIN(dr - 1, ceil(corr_s));
-        for (int i = 0; i < nfreq; i++) {
-            double ramp = (i - lo) / K2_MAX(hi - lo, 0.001);
-            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
-            double gamma = 1.0 - ramp;
-            m->rope_freq[i] *= gamma + (1.0 - gamma) / s;
-        }
+        double s = factor;
+        model_yarn_freqs(base, (int)hp->rope_dim, s, hp->yarn_orig_ctx, hp->yarn_beta_fast,
+                         hp->yarn_beta_slow, m->rope_freq);
         /* g(s, x) = 1 + 0.1 x ln s (§4.4) */
         double g1 = s > 1 ? 1.0 + 0.1 * log(s) : 1.0;
         if (have_mul) {

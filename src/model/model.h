@@ -131,6 +131,10 @@ struct k2_context {
 void model_route(const k2_model_hparams *hp, const float *logits, const float *bias, float *probs,
                  float *choice, int32_t *sel, float *w);
 
+/* YaRN frequencies omega_m (m < d_r/2) per spec §4.3.2. */
+void model_yarn_freqs(double base, int d_r, double s, double L0, double beta_fast, double beta_slow,
+                      double *omega);
+
 k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
                         float *logits, k2_error *err);
 
