@@ -33,7 +33,7 @@ def main():
     skipped = []
     worst = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for q in fx.MODELS:
+        for q in fx.models_to_test():
             name = f"k2-tiny-{q}"
             path = fx.model_path(name)
             for case in ["short", "chat", "long"]:
