@@ -23,6 +23,7 @@ the HUBSERVER_FAULTS env var (a JSON list) or POST /_control/faults (a JSON list
   {"kind": "corrupt"}                          flip bytes of the body (hash mismatch)
   {"kind": "expired"}                          CDN answers 403 (expired signature)
   {"kind": "evil_listing"}                     the tree listing contains "../evil.bin"
+  {"kind": "listing_size", "size": N}          the tree listing reports N bytes for the path
 Common keys: "count" (times to apply, default 1, -1 = forever), "where" ("cdn", "hub",
 "resolve", "api" or "any"), "path" (fnmatch on the repo path; default any).
 GET /_control/stats returns counters (body bytes per path, requests, ranges, auth seen
@@ -288,10 +289,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             dirs_seen.add(top)
                             entries.append({"type": "directory", "path": top, "oid": "0" * 40, "size": 0})
                 m = self.st.meta(os.path.join(d, rel), rel)
-                e = {"type": "file", "path": rel, "size": m["size"]}
+                fake = self.st.take_fault("api", rel, ("listing_size",))
+                size = fake["size"] if fake else m["size"]
+                e = {"type": "file", "path": rel, "size": size}
                 if m["lfs"]:
                     e["oid"] = m["pointer_oid"]
-                    e["lfs"] = {"oid": m["sha256"], "size": m["size"], "pointerSize": m["pointer_size"]}
+                    e["lfs"] = {"oid": m["sha256"], "size": size, "pointerSize": m["pointer_size"]}
                 else:
                     e["oid"] = m["sha1"]
                 entries.append(e)

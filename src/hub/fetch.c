@@ -36,7 +36,7 @@
 #define LOCK_POLL_MS 200
 
 typedef enum fstate {
-    F_QUEUED, F_LOCKING, F_PREPARING, F_TRANSFER, F_FINALIZING, F_COMMITTING, F_DONE
+    F_QUEUED, F_LOCKING, F_PREPARING, F_TRANSFER, F_FINALIZING, F_DISCARDING, F_COMMITTING, F_DONE
 } fstate;
 
 typedef struct session session;
@@ -55,6 +55,7 @@ typedef struct xfer {
     char *redirect;
     int hops;
     bool auth;
+    bool resolver;            /* started while the file's data URL was unknown */
     k2_error err;
 } xfer;
 
@@ -334,6 +335,9 @@ static void journal_work(void *u);
 static void journal_done(job *j);
 static void submit_journal(session *s, ffile *f);
 
+static void discard_work(void *u);
+static void discard_done(job *j);
+
 static void try_finish(session *s) {
     if (!s->stopping || s->settled) return;
     if (s->n_reqs > 0) {
@@ -346,7 +350,14 @@ static void try_finish(session *s) {
         bool any = false;
         for (size_t i = 0; i < s->nf; i++) {
             ffile *f = &s->files[i];
-            if (f->fd >= 0 && f->st == F_TRANSFER && f->nch > 0) {
+            if (f->fd >= 0 && f->st == F_TRANSFER && f->have == 0) {
+                /* nothing worth resuming: leave no empty temp file behind */
+                job proto = {0};
+                proto.fd = f->fd;
+                f->fd = -1;
+                submit(s, f, discard_work, discard_done, &proto);
+                any = true;
+            } else if (f->fd >= 0 && f->st == F_TRANSFER && f->nch > 0) {
                 submit_journal(s, f);
                 any = true;
             }
@@ -1170,7 +1181,7 @@ static void finalize_file(ffile *f) {
                    f->pub->path, f->hash_kind == 1 ? "sha256" : "git-sha1", f->pub->etag, hex,
                    f->data_url ? "the CDN" : "the Hub");
             emit(s, K2_HUB_EVENT_RETRY, f->idx, proto.err.message);
-            f->st = F_FINALIZING;
+            f->st = F_DISCARDING;
             submit(s, f, discard_work, discard_done, &proto);
             return;
         }
@@ -1264,7 +1275,7 @@ static bool xfer_on_response(hub_req *r) {
         x->proto_error = true;
         return false;
     }
-    if (!f->url_resolved) {
+    if (!f->url_resolved && x->resolver) {
         if (hub_origin(s, r->url) && !check_metadata(x, r)) { x->fatal = true; return false; }
         free(f->data_url);
         f->data_url = k2_strdup(r->url);
@@ -1480,6 +1491,7 @@ static void start_xfer(ffile *f, uint32_t chunk, const char *url, bool auth, int
     x->chunk = chunk;
     x->hops = hops;
     x->auth = auth;
+    x->resolver = !f->url_resolved;
     x->whole = f->no_ranges;
     if (x->whole) {
         reset_progress(f);
