@@ -209,9 +209,11 @@ void hub_http_close(hub_http *h, k2_task_fn closed, void *user) {
     h->closing = true;
     h->closed = closed;
     h->closed_user = user;
-    curl_multi_cleanup(h->multi);   /* may report CURL_POLL_REMOVE for cached connections */
-    h->multi = NULL;
+    /* stop watching the sockets while their descriptors are still open, then let
+     * curl close its cached connections (sock_cb ignores them from now on) */
     while (h->socks.next != &h->socks) sock_close(h, h->socks.next);
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
     uv_timer_stop(&h->timer);
     uv_timer_stop(&h->reaper);
     uv_close((uv_handle_t *)&h->timer, handle_closed);

@@ -158,7 +158,17 @@ int main(void) {
     k2_future_free(big);
     k2_runtime_post(g_rt, timer_stop, NULL);
     usleep(50000);
+    /* freeing the runtime in the middle of a (resumed) download winds it down */
+    atomic_store(&g_done_bytes, 0);
+    k2_future *again = k2_hub_fetch(g_rt, "acme/huge", &o);
+    for (int i = 0; i < 200 && atomic_load(&g_done_bytes) == 0; i++) usleep(20000);
+    uint64_t f0 = k2_now_ns();
     k2_runtime_free(g_rt);
+    double free_s = (double)(k2_now_ns() - f0) / 1e9;
+    CHECK_MSG(free_s < 3.0, "k2_runtime_free took %.3f s", free_s);
+    CHECK(k2_future_state_of(again) == K2_FUTURE_CANCELLED);
+    CHECK(k2_future_wait(again, 0) == K2_ECANCELLED);
+    k2_future_free(again);
 
     /* resumable temp file + journal left in blobs/ */
     char jpath[1400];
