@@ -296,7 +296,7 @@ void k2_future_free(k2_future *f);
 typedef enum k2_hub_event_kind {
     K2_HUB_EVENT_PLAN = 0,     /* the selected files are known (files/n_files set) */
     K2_HUB_EVENT_FILE_START,   /* a file starts downloading */
-    K2_HUB_EVENT_PROGRESS,     /* periodic (~5/s) byte counts */
+    K2_HUB_EVENT_PROGRESS,     /* periodic (~4/s): one per downloading file, then one with file_index -1 */
     K2_HUB_EVENT_FILE_DONE,    /* a file is in the cache (downloaded or already there) */
     K2_HUB_EVENT_RETRY,        /* a transfer failed and will be retried (message set) */
     K2_HUB_EVENT_WAITING_LOCK  /* another process holds this blob's lock */
@@ -321,7 +321,9 @@ typedef struct k2_hub_event {
     uint64_t file_done, file_size;
     uint64_t total_done, total_size;   /* bytes present in the cache / selected */
     double rate_bps;                   /* recent download rate of the whole fetch */
-    double eta_s;                      /* < 0 when unknown */
+    double eta_s;                      /* of the whole fetch; < 0 when unknown */
+    double file_rate_bps;              /* PROGRESS with file_index >= 0: that file's rate */
+    double file_eta_s;                 /* that file's ETA; < 0 when unknown */
     const char *message;               /* RETRY / WAITING_LOCK */
 } k2_hub_event;
 

@@ -17,7 +17,7 @@ Fault injection (per request, consumed in order) through --fault JSON (repeatabl
 the HUBSERVER_FAULTS env var (a JSON list) or POST /_control/faults (a JSON list):
   {"kind": "throttle", "bps": N}               per-connection rate limit of bodies
   {"kind": "drop", "after": BYTES}             close the connection after BYTES of body
-  {"kind": "status", "code": 429|500|503, "retry_after": S}
+  {"kind": "status", "code": 429|500|503, "retry_after": S, "ratelimit_t": T}
   {"kind": "bad_range"}                        206 with a wrong Content-Range start
   {"kind": "ignore_range"}                     200 + whole body to a ranged request
   {"kind": "corrupt"}                          flip bytes of the body (hash mismatch)
@@ -226,6 +226,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         h = {}
         if f.get("retry_after") is not None:
             h["Retry-After"] = str(f["retry_after"])
+        if f.get("ratelimit_t") is not None:
+            h["RateLimit"] = '"resolvers";r=0;t=%d' % f["ratelimit_t"]
+            h["RateLimit-Policy"] = '"fixed window";"resolvers";q=3000;w=300'
         self.send_error_code(int(f.get("code", 500)), None, "injected fault", h, head=head)
         return True
 

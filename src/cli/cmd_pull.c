@@ -24,6 +24,7 @@ typedef struct pull_ui {
     bool tty, quiet, list_only;
     double last_plain;
     bool bar_shown;
+    char eta[32];
 } pull_ui;
 
 static double mono_s(void) {
@@ -69,6 +70,17 @@ static void on_event(const k2_hub_event *ev, void *user) {
         break;
     case K2_HUB_EVENT_PROGRESS: {
         if (ui->quiet || ev->total_size == 0) break;
+        if (ev->file_index >= 0) {
+            /* per-file lines only in plain (non-TTY) mode, at the same pace as the total */
+            if (!ui->tty && mono_s() - ui->last_plain >= 2.0) {
+                human(ev->file_done, a, sizeof a);
+                human(ev->file_size, b, sizeof b);
+                human((uint64_t)ev->file_rate_bps, r, sizeof r);
+                fprintf(stderr, "  %s: %s / %s %s/s eta %s\n", ev->path, a, b, r,
+                        ev->file_eta_s >= 0 ? (snprintf(ui->eta, sizeof ui->eta, "%ds", (int)ev->file_eta_s), ui->eta) : "--");
+            }
+            break;
+        }
         human(ev->total_done, a, sizeof a);
         human(ev->total_size, b, sizeof b);
         human((uint64_t)ev->rate_bps, r, sizeof r);

@@ -93,6 +93,8 @@ struct ffile {
     bool jbusy, jdirty;
     uint64_t jlast_ms;
     bool committed_ok;
+    uint64_t rate_mark_ms, rate_mark_bytes;
+    double rate;
 };
 
 struct session {
@@ -168,6 +170,12 @@ static void emit(session *s, k2_hub_event_kind kind, int fi, const char *msg) {
     ev.total_size = s->total_size;
     ev.rate_bps = s->rate;
     ev.eta_s = s->rate > 1 ? (double)(s->total_size - s->total_have) / s->rate : -1;
+    ev.file_eta_s = -1;
+    if (fi >= 0 && (size_t)fi < s->nf) {
+        const ffile *f = &s->files[fi];
+        ev.file_rate_bps = f->rate;
+        ev.file_eta_s = f->rate > 1 ? (double)(f->pub->size - K2_MIN(f->have, f->pub->size)) / f->rate : -1;
+    }
     ev.message = msg;
     s->o.on_event(&ev, s->o.user);
 }
@@ -449,6 +457,15 @@ static bool retryable_curl(CURLcode rc) {
 
 /* Retry-After: delta seconds or an HTTP date (§6.1); -1 if absent. */
 static int64_t retry_after_ms(hub_req *r) {
+    /* RateLimit: "<bucket>";r=<remaining>;t=<seconds> — authoritative when r=0 (§6.1) */
+    const char *rl = hub_req_header(r, "RateLimit");
+    if (rl) {
+        const char *rp = strstr(rl, ";r="), *tp = strstr(rl, ";t=");
+        if (rp && tp && strtol(rp + 3, NULL, 10) == 0) {
+            long t = strtol(tp + 3, NULL, 10);
+            if (t >= 0) return (int64_t)K2_MIN(t, 3600) * 1000 + 1000;
+        }
+    }
     const char *v = hub_req_header(r, "Retry-After");
     if (!v) return -1;
     char *end;
@@ -1633,6 +1650,19 @@ static void on_tick(uv_timer_t *t) {
             s->rate_mark_bytes = s->total_have;
         }
         s->last_progress_ms = n;
+        for (size_t i = 0; i < s->nf; i++) {
+            ffile *f = &s->files[i];
+            if (f->st != F_TRANSFER) continue;
+            if (!f->rate_mark_ms) { f->rate_mark_ms = n; f->rate_mark_bytes = f->have; }
+            double fdt = (double)(n - f->rate_mark_ms) / 1000.0;
+            if (fdt >= 0.5) {
+                double inst = (double)(f->have - K2_MIN(f->have, f->rate_mark_bytes)) / fdt;
+                f->rate = f->rate > 0 ? 0.6 * f->rate + 0.4 * inst : inst;
+                f->rate_mark_ms = n;
+                f->rate_mark_bytes = f->have;
+            }
+            emit(s, K2_HUB_EVENT_PROGRESS, (int)i, NULL);
+        }
         emit(s, K2_HUB_EVENT_PROGRESS, -1, NULL);
     }
     pump(s);

@@ -75,6 +75,27 @@ def main():
         c.check("resuming" in q.stderr, "it resumed", q.stderr)
         c.check(first + second - size < chunk, "bytes fetched twice (%d) stay under one chunk (%d)" % (first + second - size, chunk))
         c.check(not glob.glob(jpat), "journal removed after completion")
+
+        # ---- Ctrl-C: cancels promptly, keeps a resumable temp file ----
+        hub.reset()
+        hub.faults({"kind": "throttle", "bps": 400_000, "where": "cdn", "count": -1})
+        cache = os.path.join(work, "int")
+        p = subprocess.Popen(args, env=hubtest.env_for(hub, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        jpat = os.path.join(hubtest.repo_dir(cache, "acme/con"), "blobs", "*.k2.incomplete.json")
+        t0 = time.time()
+        while time.time() - t0 < 30 and not glob.glob(jpat):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        t1 = time.time()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        c.check(p.returncode == 130 and time.time() - t1 < 2.0 and "cancelled" in err, "SIGINT cancels promptly", err)
+        c.check(glob.glob(jpat) and glob.glob(jpat[:-5]), "temp file and journal kept")
+        hub.reset()
+        q = k2(["pull", "acme/con", "--connections", "1", "--chunk-size", "512K"], hub, cache)
+        c.check(q.returncode == 0 and "resuming" in q.stderr and hubtest.same_file(q.stdout.strip(), src),
+                "pull after Ctrl-C resumes", q.stderr)
+        c.check(hub.stats()["bytes"].get("con.gguf", 0) < size, "only the rest was downloaded")
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     c.finish()

@@ -169,6 +169,11 @@ def main():
         cache, p, dt = pull_one()
         c.check(good(cache, p) and dt >= 1.0, "429 + Retry-After honoured (%.2fs)" % dt, p.stderr)
 
+        hub.reset()
+        hub.faults({"kind": "status", "code": 429, "ratelimit_t": 1, "where": "resolve", "count": 1})
+        cache, p, dt = pull_one()
+        c.check(good(cache, p) and dt >= 2.0, "429 + RateLimit r=0;t=1 waits t+1 s (%.2fs)" % dt, p.stderr)
+
         # ---- 500s ----
         hub.reset()
         hub.faults({"kind": "status", "code": 500, "where": "cdn", "count": 2},
