@@ -6,6 +6,7 @@
 #include "base/base.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -175,12 +176,11 @@ static void on_reap(uv_timer_t *t) {
     }
 }
 
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
 hub_http *hub_http_new(uv_loop_t *loop, const char *token, k2_error *err) {
-    static bool global_done;
-    if (!global_done) {   /* first use happens on a loop thread; curl_global_init is idempotent */
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        global_done = true;
-    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_init_once);   /* curl_global_init is not thread-safe */
     hub_http *h = k2_calloc(1, sizeof *h);
     if (!h) { k2_err(err, K2_ENOMEM, "out of memory"); return NULL; }
     h->loop = loop;

@@ -46,14 +46,17 @@ def main():
     write_random(f"{root}/acme/inter/Q4_K_M/inter-Q4_K_M-00002-of-00002.gguf", 500_000, 12)
     with open(f"{root}/acme/inter/config.json", "w") as f:
         f.write('{"architectures": ["DeepseekV3ForCausalLM"]}\n')
-    files = ["Q4_K_M/inter-Q4_K_M-00001-of-00002.gguf", "Q4_K_M/inter-Q4_K_M-00002-of-00002.gguf", "config.json"]
+    open(f"{root}/acme/inter/empty.txt", "w").close()
+    files = ["Q4_K_M/inter-Q4_K_M-00001-of-00002.gguf", "Q4_K_M/inter-Q4_K_M-00002-of-00002.gguf", "config.json",
+             "empty.txt"]
     work = tempfile.mkdtemp(prefix="k2interopc.")
     import json
     with Hub(root) as hub:
         # k2 -> Python
         cache = os.path.join(work, "a")
-        p = k2(["pull", "acme/inter:Q4_K_M", "--include", "config.json", "--chunk-size", "256K"], hub, cache)
-        c.check(p.returncode == 0 and len(p.stdout.split()) == 3, "k2 pull", p.stderr)
+        p = k2(["pull", "acme/inter:Q4_K_M", "--include", "config.json", "--include", "empty.txt",
+                "--chunk-size", "256K"], hub, cache)
+        c.check(p.returncode == 0 and len(p.stdout.split()) == 4, "k2 pull (including an empty file)", p.stderr)
         q = py("cached", "acme/inter", files, None, cache, offline=True)
         ok = q.returncode == 0
         res = json.loads(q.stdout) if ok else {}
@@ -72,11 +75,11 @@ def main():
         hub.reset()
         p = k2(["pull", "acme/inter:Q4_K_M"], None, cache, {"HF_HUB_OFFLINE": "1"})
         c.check(p.returncode == 0 and len(p.stdout.split()) == 2, "k2 offline uses Python's cache", p.stderr)
-        p = k2(["pull", "acme/inter:Q4_K_M", "--include", "config.json"], hub, cache)
-        c.check(p.returncode == 0 and len(p.stdout.split()) == 3, "k2 online sees Python's files as cached", p.stderr)
+        p = k2(["pull", "acme/inter:Q4_K_M", "--include", "config.json", "--include", "empty.txt"], hub, cache)
+        c.check(p.returncode == 0 and len(p.stdout.split()) == 4, "k2 online sees Python's files as cached", p.stderr)
         st = hub.stats()
         c.check(sum(st["bytes"].values()) == 0, "nothing downloaded again", json.dumps(st["bytes"]))
-        c.check(p.stderr.count("(cached)") == 3, "plan marks Python's files as cached", p.stderr)
+        c.check(p.stderr.count("(cached)") == 4, "plan marks Python's files as cached", p.stderr)
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     c.finish()
