@@ -10,7 +10,6 @@
 #include <string.h>
 
 static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 uint16_t quant_f32_to_fp16(float f) {
     /* §2.2: round to nearest even; subnormal results are rounded, |x| >= 65520 gives inf,

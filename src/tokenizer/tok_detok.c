@@ -71,6 +71,11 @@ k2_status k2_detok_new(const k2_tokenizer *t, unsigned flags, k2_detok **out, k2
     if (!d) return k2_err(err, K2_ENOMEM, "out of memory");
     d->t = t;
     d->flags = flags;
+    /* Buffers start allocated so that pointer arithmetic on them is always defined. */
+    if (!tok_buf_reserve(&d->pending, 64) || !tok_buf_reserve(&d->held, 64) || !tok_buf_reserve(&d->outb, 64)) {
+        k2_detok_free(d);
+        return k2_err(err, K2_ENOMEM, "out of memory");
+    }
     *out = d;
     return K2_OK;
 }
@@ -106,6 +111,7 @@ k2_status k2_detok_add_stop(k2_detok *d, const char *s, size_t len, k2_error *er
 static bool drain_pending(k2_detok *d, bool final) {
     const unsigned char *u = (const unsigned char *)d->pending.p;
     size_t n = d->pending.len, i = 0, run = 0;
+    if (n == 0) return true;  /* nothing pending (and p may still be NULL) */
     while (i < n) {
         if (u[i] < 0x80) { i++; continue; }
         int r = tok_utf8_check(u + i, n - i);
