@@ -12,6 +12,7 @@ typedef struct loader {
     k2_model *m;
     const char *file;
     k2_error *err;
+    int64_t n_bound;     /* tensors bound, to report unused ones (§2.4) */
 } loader;
 
 /* ---- metadata ---- */
@@ -101,6 +102,7 @@ static k2_status bind(loader *ld, model_weight *w, bool required, int64_t ne0, i
         return k2_err(ld->err, K2_EFORMAT, "%s: tensor %s is truncated", ld->file, name);
     w->data = t->data;
     if (ne0 > ld->m->max_cols) ld->m->max_cols = ne0;
+    ld->n_bound++;
     return K2_OK;
 }
 
@@ -129,6 +131,7 @@ static k2_status bind_vec(loader *ld, const float **out, bool required, int64_t 
     if (((uintptr_t)t->data & 3) != 0)
         return k2_err(ld->err, K2_EFORMAT, "%s: tensor %s is not 4-byte aligned", ld->file, name);
     *out = t->data;
+    ld->n_bound++;
     return K2_OK;
 }
 
@@ -459,9 +462,21 @@ k2_status k2_model_from_gguf(k2_gguf *g, const k2_model_options *opt, k2_model *
         return k2_err(err, K2_ENOMEM, "out of memory loading a model");
     }
     m->gguf = g;
-    loader ld = {m, k2_gguf_shard_path(g, 0) ? k2_gguf_shard_path(g, 0) : "model", err};
+    loader ld = {m, k2_gguf_shard_path(g, 0) ? k2_gguf_shard_path(g, 0) : "model", err, 0};
     k2_status s = load_hparams(&ld, opt);
     if (s == K2_OK) s = load_tensors(&ld);
+    if (s == K2_OK) {
+        size_t used = strlen(m->warnings);
+        int64_t total = k2_gguf_tensor_count(g);
+        if (ld.n_bound < total)
+            snprintf(m->warnings + used, sizeof m->warnings - used, "%s%s: %lld of %lld tensors are not used "
+                     "by the deepseek2 forward pass", used ? "; " : "", ld.file, (long long)(total - ld.n_bound),
+                     (long long)total);
+        used = strlen(m->warnings);
+        if (k2_gguf_find(g, ARCH ".attention.temperature_scale"))
+            snprintf(m->warnings + used, sizeof m->warnings - used, "%s%s: attention.temperature_scale is "
+                     "ignored (spec §4.7)", used ? "; " : "", ld.file);
+    }
     if (s != K2_OK) {
         k2_model_free(m);
         return s;
