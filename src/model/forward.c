@@ -131,10 +131,10 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
         cache_store(ctx, l, pos0 + t, kv);
     }
     /* §4.5 step 1: absorbed query rows [q~_i = W^UK_i^T q^N_i ; RoPE(q^R_i)] */
-    for (int64_t i = 0; i < H; i++) {
-        model_weight kb = model_weight_slice(&ly->k_b, i);
-        model_matmul(ctx, &kb, ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw, H * rw, T);
-    }
+    for (int64_t i = 0; i < H; i++)
+        ctx->mm[i] = (model_mm){model_weight_slice(&ly->k_b, i), ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw,
+                                H * rw, T};
+    model_matmul_multi(ctx, ctx->mm, (int)H);
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < H; i++) {
             float *dst = ctx->qabs + (t * H + i) * rw + d_c;
@@ -145,10 +145,10 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
     attn_job job = {ctx, l, T, pos0};
     model_pool_for(ctx->pool, T * H, 1, attn_task, &job);
     /* §4.5 step 5: decompress with W^UV per head */
-    for (int64_t i = 0; i < H; i++) {
-        model_weight vb = model_weight_slice(&ly->v_b, i);
-        model_matmul(ctx, &vb, ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v, H * d_v, T);
-    }
+    for (int64_t i = 0; i < H; i++)
+        ctx->mm[i] = (model_mm){model_weight_slice(&ly->v_b, i), ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v,
+                                H * d_v, T};
+    model_matmul_multi(ctx, ctx->mm, (int)H);
     /* A9, A10 */
     model_matmul(ctx, &ly->out, ctx->o, H * d_v, ctx->y, d, T);
     float scale = ly->out_scale ? ly->out_scale[0] : 1.0f;
@@ -267,12 +267,15 @@ static void moe(k2_context *ctx, int l, int64_t T) {
     /* M1-M8 */
     model_matmul(ctx, &ly->gate_inp, ctx->h, d, ctx->rl, E, T);
     for (int64_t t = 0; t < T; t++)
-        model_route(hp, ctx->rl + t * E, ly->exp_bias, ctx->f1, ctx->f2, ctx->sel + t * K, ctx->selw + t * K);
+        model_route(hp, ctx->rl + t * E, ly->exp_bias, ctx->rprob, ctx->rprob + E, ctx->sel + t * K,
+                    ctx->selw + t * K);
 
-    /* M9: run each selected expert once over the tokens that chose it; the weighted outputs
-     * are kept per (token, k) and summed in selection order (descending score), as llama.cpp */
+    /* M9: each selected expert runs once over the tokens that chose it; all experts' gate/up
+     * products form one parallel job, their down products another. Rows j of the gathered
+     * buffers are (token, k) pairs grouped by expert; etok maps them back to t*K + k. */
+    int64_t n = 0, ne = 0;
     for (int64_t e = 0; e < E; e++) {
-        int64_t n = 0;
+        int64_t start = n;
         for (int64_t t = 0; t < T; t++)
             for (int64_t k = 0; k < K; k++)
                 if (ctx->sel[t * K + k] == e) {
@@ -280,8 +283,8 @@ static void moe(k2_context *ctx, int l, int64_t T) {
                     memcpy(ctx->ex + n * d, ctx->h + t * d, sizeof(float) * (size_t)d);
                     n++;
                 }
-        if (n == 0) continue;
-        model_weight gate = model_weight_slice(&ly->gate_exps, e), up, down;
+        if (n == start) continue;
+        model_weight gate = model_weight_slice(&ly->gate_exps, e), up;
         if (ly->fused_gate_up) {
             up = gate;
             gate.rows = fe;
@@ -290,14 +293,20 @@ static void moe(k2_context *ctx, int l, int64_t T) {
         } else {
             up = model_weight_slice(&ly->up_exps, e);
         }
-        down = model_weight_slice(&ly->down_exps, e);
-        swiglu_ffn(ctx, &gate, &up, &down, ctx->ex, ctx->ey, n);
-        for (int64_t j = 0; j < n; j++) {
-            int64_t tk = ctx->etok[j];
-            float *dst = ctx->eout + tk * d, wk = ctx->selw[tk];
-            const float *ye = ctx->ey + j * d;
-            for (int64_t c = 0; c < d; c++) dst[c] = wk * ye[c];
-        }
+        ctx->mm[2 * ne] = (model_mm){gate, ctx->ex + start * d, d, ctx->f1 + start * fe, fe, n - start};
+        ctx->mm[2 * ne + 1] = (model_mm){up, ctx->ex + start * d, d, ctx->f2 + start * fe, fe, n - start};
+        ctx->mm[2 * E + ne] = (model_mm){model_weight_slice(&ly->down_exps, e), ctx->f1 + start * fe, fe,
+                                         ctx->ey + start * d, d, n - start};
+        ne++;
+    }
+    model_matmul_multi(ctx, ctx->mm, (int)(2 * ne));
+    swiglu(ctx->f1, ctx->f2, n * fe);
+    model_matmul_multi(ctx, ctx->mm + 2 * E, (int)ne);
+    for (int64_t j = 0; j < n; j++) {
+        int64_t tk = ctx->etok[j];
+        float *dst = ctx->eout + tk * d, wk = ctx->selw[tk];
+        const float *ye = ctx->ey + j * d;
+        for (int64_t c = 0; c < d; c++) dst[c] = wk * ye[c];
     }
     for (int64_t t = 0; t < T; t++) {
         float *yt = ctx->y + t * d;
@@ -366,14 +375,15 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     const k2_model_hparams *hp = &m->hp;
     int64_t d = hp->n_embd, H = hp->n_head, rw = hp->kv_lora_rank + hp->rope_dim;
     int64_t ff = K2_MAX((int64_t)hp->n_ff, (int64_t)hp->n_ff_exp * K2_MAX(1, (int64_t)hp->n_expert_shared));
-    ff = K2_MAX(ff, 2 * (int64_t)hp->n_expert);  /* router probs + choice */
     int64_t K = K2_MAX(1, (int64_t)hp->n_expert_used);
+    ff = K2_MAX(ff, K * (int64_t)hp->n_ff_exp);  /* gathered expert rows: up to K per token */
     float **bufs[] = {&ctx->x, &ctx->h, &ctx->cq, &ctx->q, &ctx->kv, &ctx->qabs, &ctx->lat, &ctx->o,
-                      &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->zrows, &ctx->rope_cos, &ctx->rope_sin,
+                      &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->rope_cos, &ctx->rope_sin,
                       &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eout};
     int64_t sizes[] = {d, d, K2_MAX(1, (int64_t)hp->q_lora_rank), H * hp->head_dim_k, rw, H * rw,
                        H * hp->kv_lora_rank, H * hp->head_dim_v, d, ff, ff, K2_MAX(1, (int64_t)hp->n_expert),
-                       K2_MAX(d, K), hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K};
+                       hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K};
+    _Static_assert(sizeof bufs / sizeof bufs[0] == sizeof sizes / sizeof sizes[0], "one size per buffer");
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) {
         free(*bufs[i]);
         *bufs[i] = malloc(sizeof(float) * (size_t)(sizes[i] * T));

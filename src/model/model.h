@@ -86,14 +86,22 @@ typedef struct model_scratch {
 } model_scratch;
 
 /* ---- matmul ---- */
-/* Y[t][o] = W[o] . X[t] for t < n_tok, o < rows: X has stride ldx floats, Y stride ldy.
- * Rows are split across the pool's threads. */
+/* One product Y[t][o] = W[o] . X[t] for t < n_tok, o < w.rows; X rows ldx floats apart,
+ * Y rows ldy floats apart. */
+typedef struct model_mm {
+    model_weight w;     /* a 2-D matrix (use model_weight_slice for a head or an expert) */
+    const float *x;
+    int64_t ldx;
+    float *y;
+    int64_t ldy;
+    int64_t n_tok;
+} model_mm;
+/* Runs n independent products as one parallel job: their output rows are split across the
+ * pool's threads (so per-head and per-expert products cost one dispatch, not one each).
+ * A row's arithmetic never depends on the split or the thread count. */
+void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n);
 void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_t ldx,
                   float *y, int64_t ldy, int64_t n_tok);
-/* Same on the calling thread only (used inside already parallel loops). */
-void model_matmul_serial(k2_context *ctx, int tid, const model_weight *w, const float *x,
-                         int64_t ldx, float *y, int64_t ldy, int64_t n_tok, int64_t row0,
-                         int64_t row1);
 /* Checks that `type` can be dequantized (exact path). */
 bool model_type_supported(uint32_t type);
 
@@ -116,7 +124,9 @@ struct k2_context {
     bool have_logits;
     /* batch buffers (grown on demand, in tokens) */
     int64_t cap_tok;
-    float *x, *h, *cq, *q, *kv, *qabs, *lat, *o, *y, *f1, *f2, *rl, *zrows;
+    float *x, *h, *cq, *q, *kv, *qabs, *lat, *o, *y, *f1, *f2, *rl;
+    float *rprob;            /* routing scratch: probabilities and choice scores (2E) */
+    model_mm *mm;            /* grouped products: max(H, 3E) */
     float *rope_cos, *rope_sin;
     uint8_t *act;            /* fast mode: quantized activations of a batch */
     size_t act_cap;          /* its size in bytes */
