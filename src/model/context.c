@@ -30,6 +30,8 @@ k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context 
     ctx->exact = opt->exact;
     ctx->n_threads = opt->n_threads ? opt->n_threads : model_physical_cores();
     ctx->cache_row = (size_t)hp->kv_lora_rank + hp->rope_dim;
+    /* heads per attention task: enough tasks for every thread, at most 64 (stack arrays) */
+    ctx->head_chunk = K2_MAX(1, K2_MIN(64, (int64_t)hp->n_head / ctx->n_threads));
     k2_status s = model_pool_new(ctx->n_threads, &ctx->pool, err);
     if (s != K2_OK) goto fail;
     ctx->scratch = calloc((size_t)ctx->n_threads, sizeof *ctx->scratch);
@@ -40,7 +42,7 @@ k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context 
     if (!ctx->scratch || !ctx->cache || !ctx->last_logits || !ctx->rprob || !ctx->mm) goto oom;
     for (int i = 0; i < ctx->n_threads; i++) {
         ctx->scratch[i].row = malloc(sizeof(float) * (size_t)K2_MAX(m->max_cols, 1));
-        ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx);
+        ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx * (size_t)ctx->head_chunk);
         ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row);
         if (!ctx->scratch[i].row || !ctx->scratch[i].scores || !ctx->scratch[i].kvrow) goto oom;
     }

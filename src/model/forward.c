@@ -60,45 +60,57 @@ typedef struct attn_job {
     int64_t n_tok, pos0;
 } attn_job;
 
-/* One (token, head) pair: scores against cached rows u <= pos, softmax, latent sum. */
+/* y += a x */
+static inline void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* Cache row u of a layer as f32: in place for an f32 cache, converted into buf for f16. */
+static inline const float *cache_row(const k2_context *ctx, int layer, int64_t u, float *buf) {
+    size_t n = ctx->cache_row;
+    if (ctx->cache_type == K2_CACHE_F32) return (const float *)ctx->cache[layer] + (size_t)u * n;
+    const uint16_t *src = (const uint16_t *)ctx->cache[layer] + (size_t)u * n;
+    for (size_t c = 0; c < n; c++) buf[c] = f16_table[src[c]];
+    return buf;
+}
+
+/* One token and a chunk of heads: scores against the cached rows u <= pos (each row read
+ * once for all heads of the chunk), softmax, latent sum (§4.5 steps 2-4). */
 static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     attn_job *j = arg;
     k2_context *ctx = j->ctx;
     const k2_model_hparams *hp = &ctx->model->hp;
-    int64_t H = hp->n_head, d_c = hp->kv_lora_rank, rw = (int64_t)ctx->cache_row;
-    float *z = ctx->scratch[tid].scores;
+    int64_t H = hp->n_head, d_c = hp->kv_lora_rank, rw = (int64_t)ctx->cache_row, hc = ctx->head_chunk;
+    int64_t n_chunks = (H + hc - 1) / hc;
+    float *z = ctx->scratch[tid].scores, *buf = ctx->scratch[tid].kvrow;
     for (int64_t it = b; it < e; it++) {
-        int64_t t = it / H, i = it % H, n_kv = j->pos0 + t + 1;
-        const float *qr = ctx->qabs + (t * H + i) * rw;   /* [q~_i ; q-bar^R_i] */
-        float *lat = ctx->lat + (t * H + i) * d_c;
-        float zmax = -INFINITY;
+        int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc), n_kv = j->pos0 + t + 1;
+        float zmax[64];
+        float inv[64];
+        for (int64_t h = h0; h < h1; h++) zmax[h - h0] = -INFINITY;
         for (int64_t u = 0; u < n_kv; u++) {
-            float s = 0.0f;
-            if (ctx->cache_type == K2_CACHE_F32) {
-                const float *kr = (const float *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < rw; c++) s += qr[c] * kr[c];
-            } else {
-                const uint16_t *kr = (const uint16_t *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < rw; c++) s += qr[c] * f16_table[kr[c]];
+            const float *kr = cache_row(ctx, j->layer, u, buf);
+            for (int64_t h = h0; h < h1; h++) {
+                const float *qr = ctx->qabs + (t * H + h) * rw;   /* [q~_h ; q-bar^R_h] */
+                float s = model_dot_f32(qr, kr, rw) * hp->kq_scale;
+                z[(h - h0) * n_kv + u] = s;
+                if (s > zmax[h - h0]) zmax[h - h0] = s;
             }
-            z[u] = s * hp->kq_scale;
-            if (z[u] > zmax) zmax = z[u];
         }
-        double sum = 0.0;
-        for (int64_t u = 0; u < n_kv; u++) {
-            z[u] = expf(z[u] - zmax);
-            sum += z[u];
+        for (int64_t h = h0; h < h1; h++) {
+            float *zh = z + (h - h0) * n_kv;
+            double sum = 0.0;
+            for (int64_t u = 0; u < n_kv; u++) {
+                zh[u] = expf(zh[u] - zmax[h - h0]);
+                sum += zh[u];
+            }
+            inv[h - h0] = (float)(1.0 / sum);
+            memset(ctx->lat + (t * H + h) * d_c, 0, sizeof(float) * (size_t)d_c);
         }
-        float inv = (float)(1.0 / sum);
-        memset(lat, 0, sizeof(float) * (size_t)d_c);
         for (int64_t u = 0; u < n_kv; u++) {
-            float a = z[u] * inv;
-            if (ctx->cache_type == K2_CACHE_F32) {
-                const float *kr = (const float *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < d_c; c++) lat[c] += a * kr[c];
-            } else {
-                const uint16_t *kr = (const uint16_t *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < d_c; c++) lat[c] += a * f16_table[kr[c]];
+            const float *kr = cache_row(ctx, j->layer, u, buf);
+            for (int64_t h = h0; h < h1; h++) {
+                axpy(ctx->lat + (t * H + h) * d_c, z[(h - h0) * n_kv + u] * inv[h - h0], kr, d_c);
             }
         }
     }
@@ -143,7 +155,7 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
         }
     /* §4.5 steps 2-4: scores, softmax, latent output */
     attn_job job = {ctx, l, T, pos0};
-    model_pool_for(ctx->pool, T * H, 1, attn_task, &job);
+    model_pool_for(ctx->pool, T * ((H + ctx->head_chunk - 1) / ctx->head_chunk), 1, attn_task, &job);
     /* §4.5 step 5: decompress with W^UV per head */
     for (int64_t i = 0; i < H; i++)
         ctx->mm[i] = (model_mm){model_weight_slice(&ly->v_b, i), ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v,

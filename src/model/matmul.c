@@ -17,17 +17,6 @@ bool model_type_supported(uint32_t type) {
     return quant_dequantize_row(type, zeros, tmp, bs);
 }
 
-/* f32 dot product with 8 independent partial sums (vectorizes without fast-math). */
-static inline float dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 /* Exact rows [row0, row1) of one product: dequantize each row once, dot with every token. */
 static void exact_rows(float *buf, const model_mm *mm, int64_t row0, int64_t row1) {
     const model_weight *w = &mm->w;
@@ -40,7 +29,7 @@ static void exact_rows(float *buf, const model_mm *mm, int64_t row0, int64_t row
             quant_dequantize_row(w->type, src, buf, w->cols);
             row = buf;
         }
-        for (int64_t t = 0; t < mm->n_tok; t++) mm->y[t * mm->ldy + o] = dot_f32(row, mm->x + t * mm->ldx, w->cols);
+        for (int64_t t = 0; t < mm->n_tok; t++) mm->y[t * mm->ldy + o] = model_dot_f32(row, mm->x + t * mm->ldx, w->cols);
     }
 }
 

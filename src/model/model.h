@@ -66,6 +66,17 @@ struct k2_model {
     char warnings[512];
 };
 
+/* f32 dot product with 8 independent partial sums (vectorizes without fast-math). */
+static inline float model_dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 /* ---- thread pool ---- */
 typedef struct model_pool model_pool;
 /* fn processes items [begin, end) on thread `tid` (0 = the caller). */
@@ -80,7 +91,7 @@ int model_physical_cores(void);
 /* ---- per-thread scratch ---- */
 typedef struct model_scratch {
     float *row;        /* one dequantized weight row (max_cols) */
-    float *scores;     /* attention scores (n_ctx) */
+    float *scores;     /* attention scores (heads per task x n_ctx) */
     float *kvrow;      /* one cache row as f32 (d_c + d_r) */
     void *act;         /* quantized activations (fast mode) */
 } model_scratch;
@@ -120,6 +131,7 @@ struct k2_context {
     model_scratch *scratch;  /* one per thread */
     void **cache;            /* per layer: n_ctx rows of d_c + d_r (f32 or f16) */
     size_t cache_row;        /* elements per row */
+    int64_t head_chunk;      /* heads per attention task */
     float *last_logits;
     bool have_logits;
     /* batch buffers (grown on demand, in tokens) */
