@@ -222,6 +222,117 @@ k2_status k2_gguf_writer_write(k2_gguf_writer *w, const char *path, k2_error *er
  * Model and inference (src/model)
  * ======================================================================== */
 
+/* A loaded deepseek2 model (spec/model-deepseek2.md). Weights stay in the mapped GGUF
+ * (tensor data pointers are used in place); a model is read-only after loading and may be
+ * shared by several contexts. */
+typedef struct k2_model k2_model;
+/* Evaluation state of one sequence: the compressed MLA cache ([latent | rope key] row per
+ * token and layer, spec §4.5/§8.1), scratch buffers and worker threads. */
+typedef struct k2_context k2_context;
+
+typedef struct k2_model_options {
+    /* YaRN beta overrides; negative = take the file's rope.scaling.yarn_beta_fast/slow,
+     * default 32/1 when absent (spec §4.3.4). */
+    float yarn_beta_fast;
+    float yarn_beta_slow;
+    /* Force llama.cpp's hard-wired beta 32/1 (for comparing against unmodified llama.cpp). */
+    bool llama_compat_beta;
+} k2_model_options;
+
+void k2_model_options_init(k2_model_options *opt);
+
+/* Hyperparameters as read from metadata and the tensors present (spec §1.2, §2.3). */
+typedef struct k2_model_hparams {
+    uint32_t n_vocab;           /* V: length of tokenizer.ggml.tokens (else token_embd rows) */
+    uint32_t n_ctx_train;       /* context_length */
+    uint32_t n_embd;            /* d */
+    uint32_t n_layer;           /* L = block_count - nextn_predict_layers */
+    uint32_t n_layer_dense;     /* L_d */
+    uint32_t n_head;            /* H */
+    uint32_t q_lora_rank;       /* r_q; 0 = plain attn_q */
+    uint32_t kv_lora_rank;      /* d_c */
+    uint32_t head_dim_k;        /* d_k = d_n + d_r */
+    uint32_t head_dim_v;        /* d_v */
+    uint32_t rope_dim;          /* d_r */
+    uint32_t n_ff;              /* f_d */
+    uint32_t n_ff_exp;          /* f_e */
+    uint32_t n_expert;          /* E */
+    uint32_t n_expert_used;     /* K */
+    uint32_t n_expert_shared;   /* S */
+    uint32_t n_expert_groups;   /* G */
+    uint32_t n_expert_groups_used; /* G_k */
+    uint32_t gating_func;       /* 1 softmax, 2 sigmoid, 3 softmax over selected, 4 sqrt-softplus */
+    bool expert_weights_norm;
+    bool has_expert_bias;
+    bool legacy_kv_b;           /* file has attn_kv_b (split at load) */
+    bool tied_output;           /* no output.weight: the head is token_embd */
+    bool yarn;
+    float expert_weights_scale; /* rho (0 or 1: not applied) */
+    float rms_eps;
+    float rope_freq_base;
+    float rope_scale;           /* s (1 when unscaled) */
+    uint32_t yarn_orig_ctx;     /* L0 */
+    float yarn_beta_fast, yarn_beta_slow;
+    float yarn_mscale_all_dim;  /* mu */
+    float kq_scale;             /* tau, spec §4.4 */
+    float rope_mag;             /* r, spec §4.4 (1 for every known model) */
+} k2_model_hparams;
+
+/* Opens the GGUF at `path` and binds the model (opt may be NULL for defaults). Refuses
+ * other architectures and mis-shaped or missing tensors with a message naming them. */
+k2_status k2_model_load(const char *path, const k2_model_options *opt, k2_model **out, k2_error *err);
+/* Binds a model to an already opened GGUF; the model takes ownership of `g` on success
+ * and on failure alike. */
+k2_status k2_model_from_gguf(k2_gguf *g, const k2_model_options *opt, k2_model **out, k2_error *err);
+void k2_model_free(k2_model *m);
+
+const k2_model_hparams *k2_model_get_hparams(const k2_model *m);
+const k2_gguf *k2_model_gguf(const k2_model *m);
+uint32_t k2_model_n_vocab(const k2_model *m);
+uint32_t k2_model_n_ctx_train(const k2_model *m);
+/* Warnings found while loading (e.g. a Kimi-K2-looking file without YaRN beta keys);
+ * "" when none. */
+const char *k2_model_warnings(const k2_model *m);
+
+typedef enum k2_cache_type { K2_CACHE_F16 = 0, K2_CACHE_F32 = 1 } k2_cache_type;
+
+typedef struct k2_context_options {
+    uint32_t n_ctx;             /* 0 = min(n_ctx_train, 4096) */
+    k2_cache_type cache_type;   /* default F16 */
+    bool exact;                 /* true: dequantize weights, f32 activations (golden-exact
+                                 * semantics); false: fast mode (quantized activations where
+                                 * the kernels exist). Default false. */
+    int n_threads;              /* 0 = number of physical cores */
+} k2_context_options;
+
+void k2_context_options_init(k2_context_options *opt);
+k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context **out, k2_error *err);
+void k2_context_free(k2_context *ctx);
+
+uint32_t k2_context_n_ctx(const k2_context *ctx);
+/* Number of tokens currently in the cache (the position of the next token). */
+uint32_t k2_context_length(const k2_context *ctx);
+int k2_context_n_threads(const k2_context *ctx);
+
+typedef enum k2_logits_rows {
+    K2_ROWS_NONE = 0,   /* only fill the cache */
+    K2_ROWS_LAST = 1,   /* one row: the last token's logits */
+    K2_ROWS_ALL = 2     /* one row per token */
+} k2_logits_rows;
+
+/* Evaluates n tokens appended at the current cache length (positions len ... len+n-1),
+ * causally attending to everything already cached. Writes the requested logit rows
+ * (n_vocab floats each) into `logits` (may be NULL; the last row is also kept and
+ * returned by k2_context_logits). K2_ERANGE if the cache would overflow n_ctx, K2_EINVAL
+ * for token ids outside [0, n_vocab). On error the cache length is unchanged. */
+k2_status k2_eval(k2_context *ctx, const int32_t *tokens, uint32_t n, k2_logits_rows rows,
+                  float *logits, k2_error *err);
+/* The last token's logits from the latest k2_eval with rows != NONE (NULL before). */
+const float *k2_context_logits(const k2_context *ctx);
+/* Keeps the first n_keep cached tokens (prefix reuse); K2_ERANGE if n_keep > length. */
+k2_status k2_context_truncate(k2_context *ctx, uint32_t n_keep, k2_error *err);
+void k2_context_reset(k2_context *ctx);
+
 /* ========================================================================
  * Tokenizer and chat format (src/tokenizer)
  * ======================================================================== */
