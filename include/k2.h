@@ -441,9 +441,167 @@ k2_status k2_chat_tokenize(const k2_tokenizer *t, const k2_chat_message *msgs, s
  * Runtime, futures and the event loop (src/async, src/runtime)
  * ======================================================================== */
 
+/* A runtime owns one event-loop thread (libuv) and a worker pool for blocking
+ * chores (hashing, fsync, renames, directory scans). Asynchronous operations
+ * (k2_hub_fetch, ...) run on it and report through futures. */
+typedef struct k2_runtime k2_runtime;
+
+typedef struct k2_runtime_options {
+    int workers;   /* worker-pool threads; 0 = libuv's default (4, or UV_THREADPOOL_SIZE) */
+} k2_runtime_options;
+
+void k2_runtime_options_init(k2_runtime_options *o);
+/* Starts the loop thread. `o` may be NULL for defaults. */
+k2_status k2_runtime_new(const k2_runtime_options *o, k2_runtime **out, k2_error *err);
+/* Cancels what is still running on the runtime, waits for it to wind down and
+ * joins the loop thread. Must not be called from the loop thread. */
+void k2_runtime_free(k2_runtime *rt);
+
+/* A future: the eventual result of an asynchronous operation. Thread-safe and
+ * reference-counted; the creator's reference is released with k2_future_free. */
+typedef struct k2_future k2_future;
+
+typedef enum k2_future_state {
+    K2_FUTURE_PENDING = 0,
+    K2_FUTURE_DONE,
+    K2_FUTURE_FAILED,
+    K2_FUTURE_CANCELLED
+} k2_future_state;
+
+/* Called once on the runtime's loop thread after the future settles (whatever the
+ * outcome). It must not block; it may call any k2_future_* function. */
+typedef void (*k2_future_cb)(k2_future *f, void *user);
+
+k2_future_state k2_future_state_of(const k2_future *f);
+/* Blocks the calling thread until the future settles or timeout_ms passes
+ * (timeout_ms < 0: no limit). Returns K2_OK when done, K2_ETIMEOUT when still
+ * pending, else the failure status (K2_ECANCELLED when cancelled).
+ * Never call with a timeout from the loop thread (use k2_future_then). */
+k2_status k2_future_wait(k2_future *f, int64_t timeout_ms);
+/* Registers a callback (several may be registered). If the future has already
+ * settled the callback is still delivered on the loop thread, never inline. */
+void k2_future_then(k2_future *f, k2_future_cb cb, void *user);
+/* Requests cancellation. The operation stops promptly and the future settles as
+ * K2_FUTURE_CANCELLED (unless it completed first). No effect once settled. */
+void k2_future_cancel(k2_future *f);
+/* The failure (status K2_OK with an empty message while pending or done). */
+const k2_error *k2_future_error(const k2_future *f);
+/* The operation-specific result while DONE, else NULL. Owned by the future. */
+void *k2_future_result(const k2_future *f);
+k2_future *k2_future_ref(k2_future *f);
+void k2_future_free(k2_future *f);
+
 /* ========================================================================
  * Hugging Face Hub client (src/hub)
  * ======================================================================== */
+
+/* Model references (spec/hub.md §5):
+ *   org/repo                 every file of the default branch (subject to the
+ *                            ambiguity rule below)
+ *   org/repo:QUANT           the GGUF (complete shard set) whose folder or file tag is QUANT
+ *                            (case-insensitive; exact tag preferred over substring)
+ *   org/repo@REVISION        a branch, tag or commit (combinable: org/repo@v1:Q4_K_M)
+ * Include globs use huggingface_hub's fnmatch semantics on the full repo path
+ * (`*` crosses `/`). Selected shards always bring their complete -NNNNN-of-MMMMM set. */
+
+typedef enum k2_hub_event_kind {
+    K2_HUB_EVENT_PLAN = 0,     /* the selected files are known (files/n_files set) */
+    K2_HUB_EVENT_FILE_START,   /* a file starts downloading */
+    K2_HUB_EVENT_PROGRESS,     /* periodic (~4/s): one per downloading file, then one with file_index -1 */
+    K2_HUB_EVENT_FILE_DONE,    /* a file is in the cache (downloaded or already there) */
+    K2_HUB_EVENT_RETRY,        /* a transfer failed and will be retried (message set) */
+    K2_HUB_EVENT_WAITING_LOCK  /* another process holds this blob's lock */
+} k2_hub_event_kind;
+
+typedef struct k2_hub_file {
+    const char *path;       /* repo-relative, '/'-separated */
+    const char *etag;       /* blob name: sha256 (LFS) or git sha1 */
+    uint64_t size;
+    bool lfs;
+    bool cached;            /* PLAN event / result: already complete in the cache */
+} k2_hub_file;
+
+typedef struct k2_hub_event {
+    k2_hub_event_kind kind;
+    const char *repo;
+    const char *commit;
+    const k2_hub_file *files;   /* PLAN: all selected files */
+    size_t n_files;
+    int file_index;             /* FILE_* / PROGRESS: which file (-1: whole fetch) */
+    const char *path;
+    uint64_t file_done, file_size;
+    uint64_t total_done, total_size;   /* bytes present in the cache / selected */
+    double rate_bps;                   /* recent download rate of the whole fetch */
+    double eta_s;                      /* of the whole fetch; < 0 when unknown */
+    double file_rate_bps;              /* PROGRESS with file_index >= 0: that file's rate */
+    double file_eta_s;                 /* that file's ETA; < 0 when unknown */
+    const char *message;               /* RETRY / WAITING_LOCK */
+} k2_hub_event;
+
+/* Called on the runtime's loop thread: must be quick and must not block. */
+typedef void (*k2_hub_event_cb)(const k2_hub_event *ev, void *user);
+
+typedef struct k2_hub_options {
+    const char *revision;          /* overrides @REV in the ref; NULL = ref's or "main" */
+    const char *const *include;    /* include globs (NULL-terminated) or NULL */
+    bool all;                      /* allow selections spanning several quants */
+    bool verify;                   /* sha256 / git-sha1 check (default true); size is always checked */
+    bool offline;                  /* cache only (also HF_HUB_OFFLINE) */
+    bool list_only;                /* resolve and select, download nothing (k2 ls / dry runs) */
+    bool check_space;              /* fail early when the disk is too small (default true) */
+    int connections;               /* parallel ranged requests per file (default 4) */
+    int parallel_files;            /* files downloaded at once (default 4) */
+    uint64_t chunk_size;           /* range size (default 32 MiB) */
+    int max_retries;               /* consecutive failures without progress (default 5) */
+    int retry_base_ms;             /* backoff base (default 1000); capped at 30 s */
+    int stall_timeout_s;           /* no byte for this long = failed attempt (default HF_HUB_DOWNLOAD_TIMEOUT or 10) */
+    const char *endpoint;          /* overrides HF_ENDPOINT */
+    const char *cache_dir;         /* overrides HF_HUB_CACHE & co */
+    const char *token;             /* overrides HF_TOKEN & the token file */
+    k2_hub_event_cb on_event;
+    void *user;
+} k2_hub_options;
+
+void k2_hub_options_init(k2_hub_options *o);
+
+/* The value of a settled k2_hub_fetch future. */
+typedef struct k2_hub_result {
+    const char *repo;
+    const char *commit;
+    const char *snapshot_dir;      /* <cache>/models--org--repo/snapshots/<commit> */
+    size_t n_files;
+    const k2_hub_file *files;      /* selected files, sorted by path */
+    const char *const *paths;      /* local path of each file (NULL with list_only) */
+    const char *model_path;        /* first shard of the first GGUF, or NULL */
+    bool from_cache_only;          /* resolved without network (offline or fallback) */
+} k2_hub_result;
+
+/* Resolves `ref` to one commit, selects files and downloads what is missing into the
+ * shared Hugging Face cache, all on the runtime's loop thread (never blocking the
+ * caller). The future resolves to a k2_hub_result (see k2_hub_fetch_result). */
+k2_future *k2_hub_fetch(k2_runtime *rt, const char *ref, const k2_hub_options *o);
+/* The result of a DONE fetch future, else NULL. */
+const k2_hub_result *k2_hub_fetch_result(const k2_future *f);
+
+/* The hub cache directory per HF_HUB_CACHE / HUGGINGFACE_HUB_CACHE / HF_HOME /
+ * XDG_CACHE_HOME (spec §3). Returns a heap string (free()). */
+char *k2_hub_cache_dir(void);
+
+/* One cached repository (synchronous directory scan; not for the loop thread). */
+typedef struct k2_hub_cached_repo {
+    char *repo_id;        /* "org/name" */
+    char *kind;           /* "model", "dataset", "space" */
+    char *path;           /* folder in the cache */
+    uint64_t size;        /* bytes in blobs/ (and regular snapshot files) */
+    int n_snapshots;
+    int n_incomplete;     /* partial downloads */
+    char *refs;           /* "main=abcd123, v1=..." */
+} k2_hub_cached_repo;
+
+k2_status k2_hub_cache_scan(const char *cache_dir, k2_hub_cached_repo **out, size_t *n, k2_error *err);
+void k2_hub_cache_scan_free(k2_hub_cached_repo *repos, size_t n);
+/* Deletes a cached repo ("org/name") with all its blobs, snapshots and locks. */
+k2_status k2_hub_cache_remove(const char *cache_dir, const char *repo_id, k2_error *err);
 
 /* ========================================================================
  * Generation and completion streams (src/generate, src/runtime)

@@ -30,15 +30,19 @@ k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context 
     ctx->exact = opt->exact;
     ctx->n_threads = opt->n_threads ? opt->n_threads : model_physical_cores();
     ctx->cache_row = (size_t)hp->kv_lora_rank + hp->rope_dim;
+    /* heads per attention task: enough tasks for every thread, at most 64 (stack arrays) */
+    ctx->head_chunk = K2_MAX(1, K2_MIN(64, (int64_t)hp->n_head / ctx->n_threads));
     k2_status s = model_pool_new(ctx->n_threads, &ctx->pool, err);
     if (s != K2_OK) goto fail;
     ctx->scratch = calloc((size_t)ctx->n_threads, sizeof *ctx->scratch);
     ctx->cache = calloc(hp->n_layer, sizeof(void *));
     ctx->last_logits = malloc(sizeof(float) * hp->n_vocab);
-    if (!ctx->scratch || !ctx->cache || !ctx->last_logits) goto oom;
+    ctx->rprob = malloc(sizeof(float) * 2 * K2_MAX(1, (size_t)hp->n_expert));
+    ctx->mm = malloc(sizeof(model_mm) * K2_MAX((size_t)hp->n_head, 3 * (size_t)hp->n_expert));
+    if (!ctx->scratch || !ctx->cache || !ctx->last_logits || !ctx->rprob || !ctx->mm) goto oom;
     for (int i = 0; i < ctx->n_threads; i++) {
         ctx->scratch[i].row = malloc(sizeof(float) * (size_t)K2_MAX(m->max_cols, 1));
-        ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx);
+        ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx * (size_t)ctx->head_chunk);
         ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row);
         if (!ctx->scratch[i].row || !ctx->scratch[i].scores || !ctx->scratch[i].kvrow) goto oom;
     }
@@ -74,11 +78,13 @@ void k2_context_free(k2_context *ctx) {
     free(ctx->scratch);
     model_pool_free(ctx->pool);
     float *bufs[] = {ctx->x, ctx->h, ctx->cq, ctx->q, ctx->kv, ctx->qabs, ctx->lat, ctx->o, ctx->y,
-                     ctx->f1, ctx->f2, ctx->rl, ctx->zrows, ctx->rope_cos, ctx->rope_sin, ctx->selw,
-                     ctx->ex, ctx->ey, ctx->eg, ctx->eu, ctx->last_logits};
+                     ctx->f1, ctx->f2, ctx->rl, ctx->rprob, ctx->rope_cos, ctx->rope_sin, ctx->selw,
+                     ctx->ex, ctx->ey, ctx->eout, ctx->last_logits};
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(ctx->sel);
     free(ctx->etok);
+    free(ctx->act);
+    free(ctx->mm);
     free(ctx);
 }
 

@@ -12,7 +12,7 @@
 
 static void rmsnorm(float *out, const float *x, const float *g, int64_t n, float eps) {
     double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]); /* f32 product, double sum (§4.0) */
     float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     for (int64_t i = 0; i < n; i++) out[i] = g[i] * (x[i] * scale);
 }
@@ -60,45 +60,57 @@ typedef struct attn_job {
     int64_t n_tok, pos0;
 } attn_job;
 
-/* One (token, head) pair: scores against cached rows u <= pos, softmax, latent sum. */
+/* y += a x */
+static inline void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* Cache row u of a layer as f32: in place for an f32 cache, converted into buf for f16. */
+static inline const float *cache_row(const k2_context *ctx, int layer, int64_t u, float *buf) {
+    size_t n = ctx->cache_row;
+    if (ctx->cache_type == K2_CACHE_F32) return (const float *)ctx->cache[layer] + (size_t)u * n;
+    const uint16_t *src = (const uint16_t *)ctx->cache[layer] + (size_t)u * n;
+    for (size_t c = 0; c < n; c++) buf[c] = f16_table[src[c]];
+    return buf;
+}
+
+/* One token and a chunk of heads: scores against the cached rows u <= pos (each row read
+ * once for all heads of the chunk), softmax, latent sum (§4.5 steps 2-4). */
 static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     attn_job *j = arg;
     k2_context *ctx = j->ctx;
     const k2_model_hparams *hp = &ctx->model->hp;
-    int64_t H = hp->n_head, d_c = hp->kv_lora_rank, rw = (int64_t)ctx->cache_row;
-    float *z = ctx->scratch[tid].scores;
+    int64_t H = hp->n_head, d_c = hp->kv_lora_rank, rw = (int64_t)ctx->cache_row, hc = ctx->head_chunk;
+    int64_t n_chunks = (H + hc - 1) / hc;
+    float *z = ctx->scratch[tid].scores, *buf = ctx->scratch[tid].kvrow;
     for (int64_t it = b; it < e; it++) {
-        int64_t t = it / H, i = it % H, n_kv = j->pos0 + t + 1;
-        const float *qr = ctx->qabs + (t * H + i) * rw;   /* [q~_i ; q-bar^R_i] */
-        float *lat = ctx->lat + (t * H + i) * d_c;
-        float zmax = -INFINITY;
+        int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc), n_kv = j->pos0 + t + 1;
+        float zmax[64];
+        float inv[64];
+        for (int64_t h = h0; h < h1; h++) zmax[h - h0] = -INFINITY;
         for (int64_t u = 0; u < n_kv; u++) {
-            float s = 0.0f;
-            if (ctx->cache_type == K2_CACHE_F32) {
-                const float *kr = (const float *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < rw; c++) s += qr[c] * kr[c];
-            } else {
-                const uint16_t *kr = (const uint16_t *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < rw; c++) s += qr[c] * f16_table[kr[c]];
+            const float *kr = cache_row(ctx, j->layer, u, buf);
+            for (int64_t h = h0; h < h1; h++) {
+                const float *qr = ctx->qabs + (t * H + h) * rw;   /* [q~_h ; q-bar^R_h] */
+                float s = model_dot_f32(qr, kr, rw) * hp->kq_scale;
+                z[(h - h0) * n_kv + u] = s;
+                if (s > zmax[h - h0]) zmax[h - h0] = s;
             }
-            z[u] = s * hp->kq_scale;
-            if (z[u] > zmax) zmax = z[u];
         }
-        float sum = 0.0f;
-        for (int64_t u = 0; u < n_kv; u++) {
-            z[u] = expf(z[u] - zmax);
-            sum += z[u];
+        for (int64_t h = h0; h < h1; h++) {
+            float *zh = z + (h - h0) * n_kv;
+            double sum = 0.0;
+            for (int64_t u = 0; u < n_kv; u++) {
+                zh[u] = expf(zh[u] - zmax[h - h0]);
+                sum += zh[u];
+            }
+            inv[h - h0] = (float)(1.0 / sum);
+            memset(ctx->lat + (t * H + h) * d_c, 0, sizeof(float) * (size_t)d_c);
         }
-        float inv = 1.0f / sum;
-        memset(lat, 0, sizeof(float) * (size_t)d_c);
         for (int64_t u = 0; u < n_kv; u++) {
-            float a = z[u] * inv;
-            if (ctx->cache_type == K2_CACHE_F32) {
-                const float *kr = (const float *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < d_c; c++) lat[c] += a * kr[c];
-            } else {
-                const uint16_t *kr = (const uint16_t *)ctx->cache[j->layer] + u * rw;
-                for (int64_t c = 0; c < d_c; c++) lat[c] += a * f16_table[kr[c]];
+            const float *kr = cache_row(ctx, j->layer, u, buf);
+            for (int64_t h = h0; h < h1; h++) {
+                axpy(ctx->lat + (t * H + h) * d_c, z[(h - h0) * n_kv + u] * inv[h - h0], kr, d_c);
             }
         }
     }
@@ -131,10 +143,10 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
         cache_store(ctx, l, pos0 + t, kv);
     }
     /* §4.5 step 1: absorbed query rows [q~_i = W^UK_i^T q^N_i ; RoPE(q^R_i)] */
-    for (int64_t i = 0; i < H; i++) {
-        model_weight kb = model_weight_slice(&ly->k_b, i);
-        model_matmul(ctx, &kb, ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw, H * rw, T);
-    }
+    for (int64_t i = 0; i < H; i++)
+        ctx->mm[i] = (model_mm){model_weight_slice(&ly->k_b, i), ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw,
+                                H * rw, T};
+    model_matmul_multi(ctx, ctx->mm, (int)H);
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < H; i++) {
             float *dst = ctx->qabs + (t * H + i) * rw + d_c;
@@ -143,12 +155,12 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
         }
     /* §4.5 steps 2-4: scores, softmax, latent output */
     attn_job job = {ctx, l, T, pos0};
-    model_pool_for(ctx->pool, T * H, 1, attn_task, &job);
+    model_pool_for(ctx->pool, T * ((H + ctx->head_chunk - 1) / ctx->head_chunk), 1, attn_task, &job);
     /* §4.5 step 5: decompress with W^UV per head */
-    for (int64_t i = 0; i < H; i++) {
-        model_weight vb = model_weight_slice(&ly->v_b, i);
-        model_matmul(ctx, &vb, ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v, H * d_v, T);
-    }
+    for (int64_t i = 0; i < H; i++)
+        ctx->mm[i] = (model_mm){model_weight_slice(&ly->v_b, i), ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v,
+                                H * d_v, T};
+    model_matmul_multi(ctx, ctx->mm, (int)H);
     /* A9, A10 */
     model_matmul(ctx, &ly->out, ctx->o, H * d_v, ctx->y, d, T);
     float scale = ly->out_scale ? ly->out_scale[0] : 1.0f;
@@ -267,22 +279,24 @@ static void moe(k2_context *ctx, int l, int64_t T) {
     /* M1-M8 */
     model_matmul(ctx, &ly->gate_inp, ctx->h, d, ctx->rl, E, T);
     for (int64_t t = 0; t < T; t++)
-        model_route(hp, ctx->rl + t * E, ly->exp_bias, ctx->f1, ctx->f2, ctx->sel + t * K, ctx->selw + t * K);
+        model_route(hp, ctx->rl + t * E, ly->exp_bias, ctx->rprob, ctx->rprob + E, ctx->sel + t * K,
+                    ctx->selw + t * K);
 
-    /* M9: run each selected expert once over the tokens that chose it */
-    memset(ctx->y, 0, sizeof(float) * (size_t)(T * d));
+    /* M9: each selected expert runs once over the tokens that chose it; all experts' gate/up
+     * products form one parallel job, their down products another. Rows j of the gathered
+     * buffers are (token, k) pairs grouped by expert; etok maps them back to t*K + k. */
+    int64_t n = 0, ne = 0;
     for (int64_t e = 0; e < E; e++) {
-        int64_t n = 0;
+        int64_t start = n;
         for (int64_t t = 0; t < T; t++)
             for (int64_t k = 0; k < K; k++)
                 if (ctx->sel[t * K + k] == e) {
-                    ctx->etok[n] = (int32_t)t;
+                    ctx->etok[n] = (int32_t)(t * K + k);
                     memcpy(ctx->ex + n * d, ctx->h + t * d, sizeof(float) * (size_t)d);
-                    ctx->eu[n] = ctx->selw[t * K + k];
                     n++;
                 }
-        if (n == 0) continue;
-        model_weight gate = model_weight_slice(&ly->gate_exps, e), up, down;
+        if (n == start) continue;
+        model_weight gate = model_weight_slice(&ly->gate_exps, e), up;
         if (ly->fused_gate_up) {
             up = gate;
             gate.rows = fe;
@@ -291,13 +305,27 @@ static void moe(k2_context *ctx, int l, int64_t T) {
         } else {
             up = model_weight_slice(&ly->up_exps, e);
         }
-        down = model_weight_slice(&ly->down_exps, e);
-        swiglu_ffn(ctx, &gate, &up, &down, ctx->ex, ctx->ey, n);
-        for (int64_t k = 0; k < n; k++) {
-            float *yt = ctx->y + (int64_t)ctx->etok[k] * d;
-            const float *ye = ctx->ey + k * d;
-            float wk = ctx->eu[k];
-            for (int64_t c = 0; c < d; c++) yt[c] += wk * ye[c];
+        ctx->mm[2 * ne] = (model_mm){gate, ctx->ex + start * d, d, ctx->f1 + start * fe, fe, n - start};
+        ctx->mm[2 * ne + 1] = (model_mm){up, ctx->ex + start * d, d, ctx->f2 + start * fe, fe, n - start};
+        ctx->mm[2 * E + ne] = (model_mm){model_weight_slice(&ly->down_exps, e), ctx->f1 + start * fe, fe,
+                                         ctx->ey + start * d, d, n - start};
+        ne++;
+    }
+    model_matmul_multi(ctx, ctx->mm, (int)(2 * ne));
+    swiglu(ctx->f1, ctx->f2, n * fe);
+    model_matmul_multi(ctx, ctx->mm + 2 * E, (int)ne);
+    for (int64_t j = 0; j < n; j++) {
+        int64_t tk = ctx->etok[j];
+        float *dst = ctx->eout + tk * d, wk = ctx->selw[tk];
+        const float *ye = ctx->ey + j * d;
+        for (int64_t c = 0; c < d; c++) dst[c] = wk * ye[c];
+    }
+    for (int64_t t = 0; t < T; t++) {
+        float *yt = ctx->y + t * d;
+        memcpy(yt, ctx->eout + t * K * d, sizeof(float) * (size_t)d);
+        for (int64_t k = 1; k < K; k++) {
+            const float *src = ctx->eout + (t * K + k) * d;
+            for (int64_t c = 0; c < d; c++) yt[c] += src[c];
         }
     }
     /* M10, M11: shared experts (width S * f_e), weight 1 */
@@ -359,14 +387,15 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     const k2_model_hparams *hp = &m->hp;
     int64_t d = hp->n_embd, H = hp->n_head, rw = hp->kv_lora_rank + hp->rope_dim;
     int64_t ff = K2_MAX((int64_t)hp->n_ff, (int64_t)hp->n_ff_exp * K2_MAX(1, (int64_t)hp->n_expert_shared));
-    ff = K2_MAX(ff, 2 * (int64_t)hp->n_expert);  /* router probs + choice */
     int64_t K = K2_MAX(1, (int64_t)hp->n_expert_used);
+    ff = K2_MAX(ff, K * (int64_t)hp->n_ff_exp);  /* gathered expert rows: up to K per token */
     float **bufs[] = {&ctx->x, &ctx->h, &ctx->cq, &ctx->q, &ctx->kv, &ctx->qabs, &ctx->lat, &ctx->o,
-                      &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->zrows, &ctx->rope_cos, &ctx->rope_sin,
-                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eg, &ctx->eu};
+                      &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->rope_cos, &ctx->rope_sin,
+                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eout};
     int64_t sizes[] = {d, d, K2_MAX(1, (int64_t)hp->q_lora_rank), H * hp->head_dim_k, rw, H * rw,
                        H * hp->kv_lora_rank, H * hp->head_dim_v, d, ff, ff, K2_MAX(1, (int64_t)hp->n_expert),
-                       K2_MAX(d, K), hp->rope_dim / 2, hp->rope_dim / 2, K, d, d, 1, K};
+                       hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K};
+    _Static_assert(sizeof bufs / sizeof bufs[0] == sizeof sizes / sizeof sizes[0], "one size per buffer");
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) {
         free(*bufs[i]);
         *bufs[i] = malloc(sizeof(float) * (size_t)(sizes[i] * T));
@@ -374,6 +403,11 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     }
     free(ctx->sel);
     free(ctx->etok);
+    free(ctx->act);
+    /* widest activation row in any format (f32 is the largest: 4 bytes per element) */
+    ctx->act_cap = (size_t)T * (size_t)(K2_MAX(m->max_cols, 256) + 256) * 4;
+    ctx->act = malloc(ctx->act_cap);
+    if (!ctx->act) return k2_err(err, K2_ENOMEM, "out of memory for a batch");
     ctx->sel = malloc(sizeof(int32_t) * (size_t)(K * T));
     ctx->etok = malloc(sizeof(int32_t) * (size_t)(K * T));
     if (!ctx->sel || !ctx->etok) return k2_err(err, K2_ENOMEM, "out of memory for a batch");

@@ -12,6 +12,7 @@ typedef struct loader {
     k2_model *m;
     const char *file;
     k2_error *err;
+    int64_t n_bound;     /* tensors bound, to report unused ones (§2.4) */
 } loader;
 
 /* ---- metadata ---- */
@@ -101,6 +102,7 @@ static k2_status bind(loader *ld, model_weight *w, bool required, int64_t ne0, i
         return k2_err(ld->err, K2_EFORMAT, "%s: tensor %s is truncated", ld->file, name);
     w->data = t->data;
     if (ne0 > ld->m->max_cols) ld->m->max_cols = ne0;
+    ld->n_bound++;
     return K2_OK;
 }
 
@@ -129,7 +131,24 @@ static k2_status bind_vec(loader *ld, const float **out, bool required, int64_t 
     if (((uintptr_t)t->data & 3) != 0)
         return k2_err(ld->err, K2_EFORMAT, "%s: tensor %s is not 4-byte aligned", ld->file, name);
     *out = t->data;
+    ld->n_bound++;
     return K2_OK;
+}
+
+/* §4.3.2: omega_m = theta_m (gamma_m + (1 - gamma_m) / s), ext_factor = 1. */
+void model_yarn_freqs(double base, int d_r, double s, double L0, double beta_fast, double beta_slow,
+                      double *omega) {
+    double dr = d_r;
+    double corr_f = dr * log(L0 / (2.0 * M_PI * beta_fast)) / (2.0 * log(base));
+    double corr_s = dr * log(L0 / (2.0 * M_PI * beta_slow)) / (2.0 * log(base));
+    double lo = K2_MAX(0.0, floor(corr_f));
+    double hi = K2_MIN(dr - 1, ceil(corr_s));
+    for (int i = 0; i < d_r / 2; i++) {
+        double ramp = (i - lo) / K2_MAX(hi - lo, 0.001);
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        double gamma = 1.0 - ramp, theta = pow(base, -2.0 * i / dr);
+        omega[i] = theta * (gamma + (1.0 - gamma) / s);
+    }
 }
 
 #define TRY(expr) do { k2_status s_ = (expr); if (s_ != K2_OK) return s_; } while (0)
@@ -316,17 +335,9 @@ static k2_status load_hparams(loader *ld, const k2_model_options *opt) {
                      hp->yarn_beta_fast, hp->yarn_beta_slow);
         float logmul;
         TRY(get_f32(ld, "rope.scaling.yarn_log_multiplier", 0.0f, &logmul, &have_mul));
-        double s = factor, L0 = hp->yarn_orig_ctx, dr = hp->rope_dim;
-        double corr_f = dr * log(L0 / (2.0 * M_PI * hp->yarn_beta_fast)) / (2.0 * log(base));
-        double corr_s = dr * log(L0 / (2.0 * M_PI * hp->yarn_beta_slow)) / (2.0 * log(base));
-        double lo = K2_MAX(0.0, floor(corr_f));
-        double hi = K2_MIN(dr - 1, ceil(corr_s));
-        for (int i = 0; i < nfreq; i++) {
-            double ramp = (i - lo) / K2_MAX(hi - lo, 0.001);
-            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
-            double gamma = 1.0 - ramp;
-            m->rope_freq[i] *= gamma + (1.0 - gamma) / s;
-        }
+        double s = factor;
+        model_yarn_freqs(base, (int)hp->rope_dim, s, hp->yarn_orig_ctx, hp->yarn_beta_fast,
+                         hp->yarn_beta_slow, m->rope_freq);
         /* g(s, x) = 1 + 0.1 x ln s (§4.4) */
         double g1 = s > 1 ? 1.0 + 0.1 * log(s) : 1.0;
         if (have_mul) {
@@ -451,9 +462,21 @@ k2_status k2_model_from_gguf(k2_gguf *g, const k2_model_options *opt, k2_model *
         return k2_err(err, K2_ENOMEM, "out of memory loading a model");
     }
     m->gguf = g;
-    loader ld = {m, k2_gguf_shard_path(g, 0) ? k2_gguf_shard_path(g, 0) : "model", err};
+    loader ld = {m, k2_gguf_shard_path(g, 0) ? k2_gguf_shard_path(g, 0) : "model", err, 0};
     k2_status s = load_hparams(&ld, opt);
     if (s == K2_OK) s = load_tensors(&ld);
+    if (s == K2_OK) {
+        size_t used = strlen(m->warnings);
+        int64_t total = k2_gguf_tensor_count(g);
+        if (ld.n_bound < total)
+            snprintf(m->warnings + used, sizeof m->warnings - used, "%s%s: %lld of %lld tensors are not used "
+                     "by the deepseek2 forward pass", used ? "; " : "", ld.file, (long long)(total - ld.n_bound),
+                     (long long)total);
+        used = strlen(m->warnings);
+        if (k2_gguf_find(g, ARCH ".attention.temperature_scale"))
+            snprintf(m->warnings + used, sizeof m->warnings - used, "%s%s: attention.temperature_scale is "
+                     "ignored (spec §4.7)", used ? "; " : "", ld.file);
+    }
     if (s != K2_OK) {
         k2_model_free(m);
         return s;

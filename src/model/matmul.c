@@ -6,6 +6,7 @@
 #include "model/model.h"
 #include "quant/quant.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 bool model_type_supported(uint32_t type) {
@@ -16,21 +17,9 @@ bool model_type_supported(uint32_t type) {
     return quant_dequantize_row(type, zeros, tmp, bs);
 }
 
-/* f32 dot product with 8 independent partial sums (vectorizes without fast-math). */
-static inline float dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-void model_matmul_serial(k2_context *ctx, int tid, const model_weight *w, const float *x,
-                         int64_t ldx, float *y, int64_t ldy, int64_t n_tok, int64_t row0,
-                         int64_t row1) {
-    float *buf = ctx->scratch[tid].row;
+/* Exact rows [row0, row1) of one product: dequantize each row once, dot with every token. */
+static void exact_rows(float *buf, const model_mm *mm, int64_t row0, int64_t row1) {
+    const model_weight *w = &mm->w;
     for (int64_t o = row0; o < row1; o++) {
         const uint8_t *src = w->data + (size_t)o * w->row_bytes;
         const float *row;
@@ -40,30 +29,104 @@ void model_matmul_serial(k2_context *ctx, int tid, const model_weight *w, const 
             quant_dequantize_row(w->type, src, buf, w->cols);
             row = buf;
         }
-        for (int64_t t = 0; t < n_tok; t++) y[t * ldy + o] = dot_f32(row, x + t * ldx, w->cols);
+        for (int64_t t = 0; t < mm->n_tok; t++) mm->y[t * mm->ldy + o] = model_dot_f32(row, mm->x + t * mm->ldx, w->cols);
     }
 }
 
-typedef struct matmul_job {
-    k2_context *ctx;
-    const model_weight *w;
-    const float *x;
-    int64_t ldx;
-    float *y;
-    int64_t ldy, n_tok;
-} matmul_job;
+/* Fast rows: the activations were converted to the weight type's activation format
+ * (spec §7.1: Q8_0, Q8_1, Q8_K, f16, bf16) once per token; each row uses the dot kernel,
+ * as llama.cpp's CPU backend does. */
+static void fast_rows(const model_mm *mm, const quant_type_traits *tr, const uint8_t *act, size_t ab,
+                      int64_t row0, int64_t row1) {
+    const model_weight *w = &mm->w;
+    for (int64_t o = row0; o < row1; o++) {
+        const uint8_t *row = w->data + (size_t)o * w->row_bytes;
+        for (int64_t t = 0; t < mm->n_tok; t++) tr->vec_dot(w->cols, &mm->y[t * mm->ldy + o], row, act + (size_t)t * ab);
+    }
+}
 
-static void matmul_task(void *arg, int64_t b, int64_t e, int tid) {
-    matmul_job *j = arg;
-    model_matmul_serial(j->ctx, tid, j->w, j->x, j->ldx, j->y, j->ldy, j->n_tok, b, e);
+/* The fast-mode traits for w, or NULL when the exact path applies (exact mode, F32 weights,
+ * no kernel, or a row length that is not a whole number of activation blocks). */
+static const quant_type_traits *fast_traits(const k2_context *ctx, const model_weight *w) {
+    if (ctx->exact || w->type == K2_TYPE_F32) return NULL;
+    const quant_type_traits *tr = quant_traits(w->type);
+    if (!tr || !tr->vec_dot || !tr->quantize_act) return NULL;
+    int64_t bs = k2_type_block_size(tr->vec_dot_type);
+    if (bs <= 0 || w->cols % bs != 0) return NULL;
+    return tr;
+}
+
+typedef struct multi_job {
+    k2_context *ctx;
+    const model_mm *mm;
+    int n;
+    const int64_t *first;              /* first flattened row of each product; first[n] = total */
+    const quant_type_traits **tr;      /* NULL: exact rows */
+    const size_t *act_off, *act_bytes;
+} multi_job;
+
+static void multi_task(void *arg, int64_t b, int64_t e, int tid) {
+    multi_job *j = arg;
+    /* the products a chunk overlaps: first[g] <= row < first[g+1] */
+    int g = 0, lo = 0, hi = j->n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (j->first[mid] <= b) { g = mid; lo = mid + 1; } else { hi = mid - 1; }
+    }
+    for (; g < j->n && j->first[g] < e; g++) {
+        int64_t r0 = K2_MAX(b, j->first[g]) - j->first[g], r1 = K2_MIN(e, j->first[g + 1]) - j->first[g];
+        if (r0 >= r1) continue;
+        if (j->tr[g])
+            fast_rows(&j->mm[g], j->tr[g], j->ctx->act + j->act_off[g], j->act_bytes[g], r0, r1);
+        else
+            exact_rows(j->ctx->scratch[tid].row, &j->mm[g], r0, r1);
+    }
+}
+
+#define MULTI_MAX 1024
+
+void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
+    int64_t first[MULTI_MAX + 1];
+    const quant_type_traits *tr[MULTI_MAX];
+    size_t act_off[MULTI_MAX], act_bytes[MULTI_MAX];
+    for (int base = 0; base < n; base += MULTI_MAX) {
+        int cnt = K2_MIN(n - base, MULTI_MAX);
+        const model_mm *m = mm + base;
+        size_t need = 0;
+        first[0] = 0;
+        for (int g = 0; g < cnt; g++) {
+            first[g + 1] = first[g] + (m[g].n_tok > 0 ? m[g].w.rows : 0);
+            tr[g] = m[g].n_tok > 0 ? fast_traits(ctx, &m[g].w) : NULL;
+            act_bytes[g] = tr[g] ? (size_t)k2_type_row_bytes(tr[g]->vec_dot_type, m[g].w.cols) : 0;
+            act_off[g] = need;
+            need += act_bytes[g] * (size_t)m[g].n_tok;
+        }
+        if (need > ctx->act_cap) {
+            uint8_t *na = realloc(ctx->act, need);
+            if (na) {
+                ctx->act = na;
+                ctx->act_cap = need;
+            } else {
+                /* no memory for quantized activations: compute these products exactly */
+                for (int g = 0; g < cnt; g++) tr[g] = NULL;
+            }
+        }
+        for (int g = 0; g < cnt; g++)
+            if (tr[g])
+                for (int64_t t = 0; t < m[g].n_tok; t++)
+                    tr[g]->quantize_act(m[g].x + t * m[g].ldx, ctx->act + act_off[g] + (size_t)t * act_bytes[g],
+                                        m[g].w.cols);
+        multi_job j = {ctx, m, cnt, first, tr, act_off, act_bytes};
+        int64_t grain = first[cnt] / (4 * (int64_t)ctx->n_threads);
+        if (grain < 4) grain = 4;
+        model_pool_for(ctx->pool, first[cnt], grain, multi_task, &j);
+    }
 }
 
 void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_t ldx, float *y,
                   int64_t ldy, int64_t n_tok) {
-    matmul_job j = {ctx, w, x, ldx, y, ldy, n_tok};
-    int64_t grain = w->rows / (4 * (int64_t)ctx->n_threads);
-    if (grain < 4) grain = 4;
-    model_pool_for(ctx->pool, w->rows, grain, matmul_task, &j);
+    model_mm mm = {*w, x, ldx, y, ldy, n_tok};
+    model_matmul_multi(ctx, &mm, 1);
 }
 
 /* IEEE binary16 conversions (round to nearest even), for the f16 cache. */

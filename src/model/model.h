@@ -66,6 +66,17 @@ struct k2_model {
     char warnings[512];
 };
 
+/* f32 dot product with 8 independent partial sums (vectorizes without fast-math). */
+static inline float model_dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 /* ---- thread pool ---- */
 typedef struct model_pool model_pool;
 /* fn processes items [begin, end) on thread `tid` (0 = the caller). */
@@ -80,20 +91,28 @@ int model_physical_cores(void);
 /* ---- per-thread scratch ---- */
 typedef struct model_scratch {
     float *row;        /* one dequantized weight row (max_cols) */
-    float *scores;     /* attention scores (n_ctx) */
+    float *scores;     /* attention scores (heads per task x n_ctx) */
     float *kvrow;      /* one cache row as f32 (d_c + d_r) */
     void *act;         /* quantized activations (fast mode) */
 } model_scratch;
 
 /* ---- matmul ---- */
-/* Y[t][o] = W[o] . X[t] for t < n_tok, o < rows: X has stride ldx floats, Y stride ldy.
- * Rows are split across the pool's threads. */
+/* One product Y[t][o] = W[o] . X[t] for t < n_tok, o < w.rows; X rows ldx floats apart,
+ * Y rows ldy floats apart. */
+typedef struct model_mm {
+    model_weight w;     /* a 2-D matrix (use model_weight_slice for a head or an expert) */
+    const float *x;
+    int64_t ldx;
+    float *y;
+    int64_t ldy;
+    int64_t n_tok;
+} model_mm;
+/* Runs n independent products as one parallel job: their output rows are split across the
+ * pool's threads (so per-head and per-expert products cost one dispatch, not one each).
+ * A row's arithmetic never depends on the split or the thread count. */
+void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n);
 void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_t ldx,
                   float *y, int64_t ldy, int64_t n_tok);
-/* Same on the calling thread only (used inside already parallel loops). */
-void model_matmul_serial(k2_context *ctx, int tid, const model_weight *w, const float *x,
-                         int64_t ldx, float *y, int64_t ldy, int64_t n_tok, int64_t row0,
-                         int64_t row1);
 /* Checks that `type` can be dequantized (exact path). */
 bool model_type_supported(uint32_t type);
 
@@ -112,22 +131,31 @@ struct k2_context {
     model_scratch *scratch;  /* one per thread */
     void **cache;            /* per layer: n_ctx rows of d_c + d_r (f32 or f16) */
     size_t cache_row;        /* elements per row */
+    int64_t head_chunk;      /* heads per attention task */
     float *last_logits;
     bool have_logits;
     /* batch buffers (grown on demand, in tokens) */
     int64_t cap_tok;
-    float *x, *h, *cq, *q, *kv, *qabs, *lat, *o, *y, *f1, *f2, *rl, *zrows;
+    float *x, *h, *cq, *q, *kv, *qabs, *lat, *o, *y, *f1, *f2, *rl;
+    float *rprob;            /* routing scratch: probabilities and choice scores (2E) */
+    model_mm *mm;            /* grouped products: max(H, 3E) */
     float *rope_cos, *rope_sin;
+    uint8_t *act;            /* fast mode: quantized activations of a batch */
+    size_t act_cap;          /* its size in bytes */
     int32_t *sel;            /* selected experts [tok][K] */
     float *selw;             /* their weights */
     int32_t *etok;           /* token list per expert */
-    float *ex, *ey, *eg, *eu;/* per-expert gathered activations */
+    float *ex, *ey, *eout;    /* per-expert gathered inputs/outputs, weighted outputs [tok][K] */
 };
 
 /* spec §5 M2-M8 for one token: K expert ids (sel) and weights (w) from E router logits;
  * probs and choice are E-float scratch. */
 void model_route(const k2_model_hparams *hp, const float *logits, const float *bias, float *probs,
                  float *choice, int32_t *sel, float *w);
+
+/* YaRN frequencies omega_m (m < d_r/2) per spec §4.3.2. */
+void model_yarn_freqs(double base, int d_r, double s, double L0, double beta_fast, double beta_slow,
+                      double *omega);
 
 k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
                         float *logits, k2_error *err);

@@ -85,8 +85,26 @@ static void test_route(void) {
     CHECK(sel[0] == 0 && sel[1] == 1);
 }
 
+static void test_yarn(void) {
+    /* §4.3.3 Kimi K2 table (b 50000, d_r 64, L0 4096, s 32), both beta modes, 6 digits */
+    static const struct { int m; double b11, b321; } rows[] = {
+        {0, 1.000000e+00, 1.000000e+00}, {8, 6.687403e-02, 6.687403e-02},
+        {9, 4.768861e-02, 4.383875e-02}, {12, 1.729363e-02, 1.170923e-02},
+        {15, 6.271303e-03, 2.727364e-03}, {19, 1.621760e-03, 1.816033e-04},
+        {20, 3.614047e-05, 3.614047e-05}, {31, 8.764413e-07, 8.764413e-07}};
+    double w11[32], w321[32];
+    model_yarn_freqs(50000, 64, 32, 4096, 1, 1, w11);
+    model_yarn_freqs(50000, 64, 32, 4096, 32, 1, w321);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int m = rows[i].m;
+        CHECK_MSG(fabs(w11[m] / rows[i].b11 - 1) < 5e-6, "beta 1/1 pair %d: %g", m, w11[m]);
+        CHECK_MSG(fabs(w321[m] / rows[i].b321 - 1) < 5e-6, "beta 32/1 pair %d: %g", m, w321[m]);
+    }
+}
+
 int main(void) {
     test_route();
+    test_yarn();
     k2t_require_shared();
     k2_error err;
     char path[4096];

@@ -51,3 +51,18 @@ def greedy_ok(got, want, margins, tol=0.005):
 
 MODELS = ["f32", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k", "q3_k_m", "q2_k", "iq4_xs",
           "iq3_xxs", "iq3_s", "iq2_xxs", "iq2_s", "iq1_s", "iq1_m"]
+
+
+def sanitized_build():
+    """True when K2_BUILD_DIR is a Sanitize (ASan/UBSan) build: the golden tests then run a
+    subset of the models, since every k2 run is ~20x slower there."""
+    cache = os.path.join(os.environ.get("K2_BUILD_DIR", ""), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            return any(line.strip() == "CMAKE_BUILD_TYPE:STRING=Sanitize" for line in f)
+    except OSError:
+        return False
+
+
+def models_to_test():
+    return ["f32", "bf16", "q4_k_m", "iq2_xxs"] if sanitized_build() else MODELS

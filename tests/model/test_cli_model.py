@@ -1,0 +1,60 @@
+"""k2 logits / k2 generate: output format and error reporting (bad ids, context overflow,
+missing file, another architecture, usage errors)."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import k2fixtures as fx
+
+K2 = os.environ.get("K2_BIN", os.path.join(os.environ.get("K2_BUILD_DIR", "build"), "k2"))
+fails = 0
+
+
+def check(cond, what):
+    global fails
+    fails += not cond
+    print(f"{'ok ' if cond else 'FAIL'} {what}")
+
+
+def k2(*args):
+    return subprocess.run([K2, *args], capture_output=True, text=True)
+
+
+def main():
+    shared = fx.shared_dir()
+    m = fx.model_path("k2-tiny-f32")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "o.f32")
+        p = k2("logits", "-m", m, "--tokens", "1,2,3", "--rows", "last", "--out", out)
+        check(p.returncode == 0 and os.path.getsize(out) == 2048 * 4, "--rows last writes one row of n_vocab f32")
+        p = k2("logits", "-m", m, "--tokens", "1,2,3", "--out", out)
+        check(p.returncode == 0 and os.path.getsize(out) == 3 * 2048 * 4, "--rows all writes one row per token")
+        full = np.fromfile(out, dtype="<f4").reshape(3, -1)
+        p = k2("generate", "-m", m, "--tokens", "1,2,3", "-n", "3", "--greedy", "--ids")
+        ids = [int(x) for x in p.stdout.strip().split(",")]
+        check(p.returncode == 0 and len(ids) == 3 and ids[0] == int(full[2].argmax()),
+              "generate prints the greedy ids")
+        p = k2("logits", "-m", m, "--tokens", "1,2,3,4,5", "--ctx", "4", "--out", out)
+        check(p.returncode == 1 and "context" in p.stderr, f"prompt longer than the context: {p.stderr.strip()}")
+        p = k2("logits", "-m", m, "--tokens", "1,2048", "--out", out)
+        check(p.returncode == 1 and "2048" in p.stderr and "vocabulary" in p.stderr,
+              f"token id out of range: {p.stderr.strip()}")
+        p = k2("logits", "-m", m, "--tokens", "-1", "--out", out)
+        check(p.returncode == 1 and "vocabulary" in p.stderr, f"negative token id: {p.stderr.strip()}")
+        p = k2("logits", "-m", os.path.join(tmp, "absent.gguf"), "--tokens", "1", "--out", out)
+        check(p.returncode == 1 and "absent.gguf" in p.stderr, f"missing model: {p.stderr.strip()}")
+        vocab = os.path.join(shared, "fixtures", "tokenizer", "llama-cpp-vocab", "ggml-vocab-gpt-2.gguf")
+        p = k2("logits", "-m", vocab, "--tokens", "1", "--out", out)
+        check(p.returncode == 1 and "architecture" in p.stderr, f"other architecture: {p.stderr.strip()}")
+        p = k2("logits", "-m", m, "--tokens", "1,x", "--out", out)
+        check(p.returncode == 2, "malformed --tokens is a usage error")
+        p = k2("logits", "-m", m, "--tokens", "1")
+        check(p.returncode == 2, "missing --out is a usage error")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
