@@ -1,0 +1,112 @@
+/* Contexts: the compressed MLA cache (spec §4.5, §8.1), per-thread scratch and the pool. */
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void k2_context_options_init(k2_context_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->cache_type = K2_CACHE_F16;
+}
+
+k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context **out, k2_error *err) {
+    *out = NULL;
+    k2_context_options def;
+    if (!opt) {
+        k2_context_options_init(&def);
+        opt = &def;
+    }
+    if (!m) return k2_err(err, K2_EINVAL, "k2_context_new: no model");
+    if (opt->cache_type != K2_CACHE_F16 && opt->cache_type != K2_CACHE_F32)
+        return k2_err(err, K2_EINVAL, "k2_context_new: unknown cache type %d", (int)opt->cache_type);
+    if (opt->n_threads < 0 || opt->n_threads > 1024)
+        return k2_err(err, K2_EINVAL, "k2_context_new: n_threads %d is out of range", opt->n_threads);
+    const k2_model_hparams *hp = &m->hp;
+    k2_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return k2_err(err, K2_ENOMEM, "out of memory creating a context");
+    ctx->model = m;
+    ctx->n_ctx = opt->n_ctx ? opt->n_ctx : K2_MIN(hp->n_ctx_train ? hp->n_ctx_train : 4096u, 4096u);
+    ctx->cache_type = opt->cache_type;
+    ctx->exact = opt->exact;
+    ctx->n_threads = opt->n_threads ? opt->n_threads : model_physical_cores();
+    ctx->cache_row = (size_t)hp->kv_lora_rank + hp->rope_dim;
+    k2_status s = model_pool_new(ctx->n_threads, &ctx->pool, err);
+    if (s != K2_OK) goto fail;
+    ctx->scratch = calloc((size_t)ctx->n_threads, sizeof *ctx->scratch);
+    ctx->cache = calloc(hp->n_layer, sizeof(void *));
+    ctx->last_logits = malloc(sizeof(float) * hp->n_vocab);
+    if (!ctx->scratch || !ctx->cache || !ctx->last_logits) goto oom;
+    for (int i = 0; i < ctx->n_threads; i++) {
+        ctx->scratch[i].row = malloc(sizeof(float) * (size_t)K2_MAX(m->max_cols, 1));
+        ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx);
+        ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row);
+        if (!ctx->scratch[i].row || !ctx->scratch[i].scores || !ctx->scratch[i].kvrow) goto oom;
+    }
+    size_t esz = ctx->cache_type == K2_CACHE_F32 ? 4 : 2;
+    uint64_t bytes;
+    if (!k2_mul_u64((uint64_t)ctx->n_ctx * ctx->cache_row, esz, &bytes) || bytes > SIZE_MAX) goto oom;
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        ctx->cache[l] = malloc((size_t)bytes);
+        if (!ctx->cache[l]) goto oom;
+    }
+    *out = ctx;
+    return K2_OK;
+oom:
+    s = k2_err(err, K2_ENOMEM, "out of memory creating a context of %u tokens (%u layers)", ctx->n_ctx,
+               hp->n_layer);
+fail:
+    k2_context_free(ctx);
+    return s;
+}
+
+void k2_context_free(k2_context *ctx) {
+    if (!ctx) return;
+    if (ctx->cache)
+        for (uint32_t l = 0; l < ctx->model->hp.n_layer; l++) free(ctx->cache[l]);
+    free(ctx->cache);
+    if (ctx->scratch)
+        for (int i = 0; i < ctx->n_threads; i++) {
+            free(ctx->scratch[i].row);
+            free(ctx->scratch[i].scores);
+            free(ctx->scratch[i].kvrow);
+            free(ctx->scratch[i].act);
+        }
+    free(ctx->scratch);
+    model_pool_free(ctx->pool);
+    float *bufs[] = {ctx->x, ctx->h, ctx->cq, ctx->q, ctx->kv, ctx->qabs, ctx->lat, ctx->o, ctx->y,
+                     ctx->f1, ctx->f2, ctx->rl, ctx->zrows, ctx->rope_cos, ctx->rope_sin, ctx->selw,
+                     ctx->ex, ctx->ey, ctx->eg, ctx->eu, ctx->last_logits};
+    for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) free(bufs[i]);
+    free(ctx->sel);
+    free(ctx->etok);
+    free(ctx);
+}
+
+uint32_t k2_context_n_ctx(const k2_context *ctx) { return ctx->n_ctx; }
+uint32_t k2_context_length(const k2_context *ctx) { return ctx->len; }
+int k2_context_n_threads(const k2_context *ctx) { return ctx->n_threads; }
+
+k2_status k2_eval(k2_context *ctx, const int32_t *tokens, uint32_t n, k2_logits_rows rows, float *logits,
+                  k2_error *err) {
+    if (!ctx) return k2_err(err, K2_EINVAL, "k2_eval: no context");
+    if (n == 0) return K2_OK;
+    if (!tokens) return k2_err(err, K2_EINVAL, "k2_eval: no tokens");
+    if (rows != K2_ROWS_NONE && rows != K2_ROWS_LAST && rows != K2_ROWS_ALL)
+        return k2_err(err, K2_EINVAL, "k2_eval: unknown rows mode %d", (int)rows);
+    return model_forward(ctx, tokens, n, rows, logits, err);
+}
+
+const float *k2_context_logits(const k2_context *ctx) { return ctx->have_logits ? ctx->last_logits : NULL; }
+
+k2_status k2_context_truncate(k2_context *ctx, uint32_t n_keep, k2_error *err) {
+    if (n_keep > ctx->len)
+        return k2_err(err, K2_ERANGE, "cannot keep %u tokens: the context holds only %u", n_keep, ctx->len);
+    ctx->len = n_keep;
+    ctx->have_logits = false;
+    return K2_OK;
+}
+
+void k2_context_reset(k2_context *ctx) {
+    ctx->len = 0;
+    ctx->have_logits = false;
+}

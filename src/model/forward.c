@@ -1,0 +1,412 @@
+/* The deepseek2 forward pass, read top to bottom like spec/model-deepseek2.md §4-§5:
+ * embed -> for each block: attention (absorbed MLA, §4.2/§4.5), then dense_ffn (§4.8) or
+ * moe (§5) -> final norm and logits (§4.9). A batch of tokens is appended to the cache at
+ * positions len ... len+n-1 and attends causally to everything cached before it. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- primitives (§4.0) ---- */
+
+static void rmsnorm(float *out, const float *x, const float *g, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] * (x[i] * scale);
+}
+
+static inline float silu(float u) { return u / (1.0f + expf(-u)); }
+static inline float sigmoid(float u) { return 1.0f / (1.0f + expf(-u)); }
+
+/* u <- silu(u) * v, elementwise (SwiGLU) */
+static void swiglu(float *u, const float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) u[i] = silu(u[i]) * v[i];
+}
+
+/* §4.3.1: rotate adjacent pairs (u_2m, u_2m+1) by phi_m; cos/sin already carry r. */
+static void rope(float *u, const float *cs, const float *sn, int64_t n_pairs) {
+    for (int64_t m = 0; m < n_pairs; m++) {
+        float a = u[2 * m], b = u[2 * m + 1];
+        u[2 * m] = a * cs[m] - b * sn[m];
+        u[2 * m + 1] = a * sn[m] + b * cs[m];
+    }
+}
+
+static float f16_table[65536];
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+static void f16_table_init(void) {
+    for (uint32_t i = 0; i < 65536; i++) f16_table[i] = model_f16_to_f32((uint16_t)i);
+}
+
+/* ---- the cache: one row [latent (d_c) | roped key (d_r)] per token and layer (§4.2 A7) ---- */
+
+static void cache_store(k2_context *ctx, int layer, int64_t pos, const float *row) {
+    size_t n = ctx->cache_row;
+    if (ctx->cache_type == K2_CACHE_F32) {
+        memcpy((float *)ctx->cache[layer] + (size_t)pos * n, row, n * sizeof(float));
+    } else {
+        uint16_t *dst = (uint16_t *)ctx->cache[layer] + (size_t)pos * n;
+        for (size_t i = 0; i < n; i++) dst[i] = model_f32_to_f16(row[i]);
+    }
+}
+
+/* ---- attention (§4.2, absorbed form §4.5) ---- */
+
+typedef struct attn_job {
+    k2_context *ctx;
+    int layer;
+    int64_t n_tok, pos0;
+} attn_job;
+
+/* One (token, head) pair: scores against cached rows u <= pos, softmax, latent sum. */
+static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
+    attn_job *j = arg;
+    k2_context *ctx = j->ctx;
+    const k2_model_hparams *hp = &ctx->model->hp;
+    int64_t H = hp->n_head, d_c = hp->kv_lora_rank, rw = (int64_t)ctx->cache_row;
+    float *z = ctx->scratch[tid].scores;
+    for (int64_t it = b; it < e; it++) {
+        int64_t t = it / H, i = it % H, n_kv = j->pos0 + t + 1;
+        const float *qr = ctx->qabs + (t * H + i) * rw;   /* [q~_i ; q-bar^R_i] */
+        float *lat = ctx->lat + (t * H + i) * d_c;
+        float zmax = -INFINITY;
+        for (int64_t u = 0; u < n_kv; u++) {
+            float s = 0.0f;
+            if (ctx->cache_type == K2_CACHE_F32) {
+                const float *kr = (const float *)ctx->cache[j->layer] + u * rw;
+                for (int64_t c = 0; c < rw; c++) s += qr[c] * kr[c];
+            } else {
+                const uint16_t *kr = (const uint16_t *)ctx->cache[j->layer] + u * rw;
+                for (int64_t c = 0; c < rw; c++) s += qr[c] * f16_table[kr[c]];
+            }
+            z[u] = s * hp->kq_scale;
+            if (z[u] > zmax) zmax = z[u];
+        }
+        float sum = 0.0f;
+        for (int64_t u = 0; u < n_kv; u++) {
+            z[u] = expf(z[u] - zmax);
+            sum += z[u];
+        }
+        float inv = 1.0f / sum;
+        memset(lat, 0, sizeof(float) * (size_t)d_c);
+        for (int64_t u = 0; u < n_kv; u++) {
+            float a = z[u] * inv;
+            if (ctx->cache_type == K2_CACHE_F32) {
+                const float *kr = (const float *)ctx->cache[j->layer] + u * rw;
+                for (int64_t c = 0; c < d_c; c++) lat[c] += a * kr[c];
+            } else {
+                const uint16_t *kr = (const uint16_t *)ctx->cache[j->layer] + u * rw;
+                for (int64_t c = 0; c < d_c; c++) lat[c] += a * f16_table[kr[c]];
+            }
+        }
+    }
+}
+
+static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
+    const k2_model *m = ctx->model;
+    const k2_model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[l];
+    int64_t d = hp->n_embd, H = hp->n_head, d_k = hp->head_dim_k, d_v = hp->head_dim_v;
+    int64_t d_c = hp->kv_lora_rank, d_r = hp->rope_dim, d_n = m->d_n, rq = hp->q_lora_rank;
+    int64_t rw = d_c + d_r, np = d_r / 2;
+
+    /* A1 */
+    for (int64_t t = 0; t < T; t++) rmsnorm(ctx->h + t * d, ctx->x + t * d, ly->attn_norm, d, hp->rms_eps);
+    /* A2: q-LoRA (q_a, norm, q_b) or plain attn_q */
+    if (rq > 0) {
+        model_matmul(ctx, &ly->q_a, ctx->h, d, ctx->cq, rq, T);
+        for (int64_t t = 0; t < T; t++) rmsnorm(ctx->cq + t * rq, ctx->cq + t * rq, ly->q_a_norm, rq, hp->rms_eps);
+        model_matmul(ctx, &ly->q_b, ctx->cq, rq, ctx->q, H * d_k, T);
+    } else {
+        model_matmul(ctx, &ly->q, ctx->h, d, ctx->q, H * d_k, T);
+    }
+    /* A4-A7: joint down-projection, latent norm, rope on k^R, cache append */
+    model_matmul(ctx, &ly->kv_a, ctx->h, d, ctx->kv, rw, T);
+    for (int64_t t = 0; t < T; t++) {
+        float *kv = ctx->kv + t * rw;
+        rmsnorm(kv, kv, ly->kv_a_norm, d_c, hp->rms_eps);
+        rope(kv + d_c, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
+        cache_store(ctx, l, pos0 + t, kv);
+    }
+    /* §4.5 step 1: absorbed query rows [q~_i = W^UK_i^T q^N_i ; RoPE(q^R_i)] */
+    for (int64_t i = 0; i < H; i++) {
+        model_weight kb = model_weight_slice(&ly->k_b, i);
+        model_matmul(ctx, &kb, ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw, H * rw, T);
+    }
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < H; i++) {
+            float *dst = ctx->qabs + (t * H + i) * rw + d_c;
+            memcpy(dst, ctx->q + t * H * d_k + i * d_k + d_n, sizeof(float) * (size_t)d_r);
+            rope(dst, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
+        }
+    /* §4.5 steps 2-4: scores, softmax, latent output */
+    attn_job job = {ctx, l, T, pos0};
+    model_pool_for(ctx->pool, T * H, 1, attn_task, &job);
+    /* §4.5 step 5: decompress with W^UV per head */
+    for (int64_t i = 0; i < H; i++) {
+        model_weight vb = model_weight_slice(&ly->v_b, i);
+        model_matmul(ctx, &vb, ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v, H * d_v, T);
+    }
+    /* A9, A10 */
+    model_matmul(ctx, &ly->out, ctx->o, H * d_v, ctx->y, d, T);
+    float scale = ly->out_scale ? ly->out_scale[0] : 1.0f;
+    for (int64_t k = 0; k < T * d; k++) ctx->x[k] += ctx->y[k] * scale;
+}
+
+/* ---- FFN (§4.8) ---- */
+
+/* y = W_down (silu(W_gate h) * (W_up h)) for T tokens; f1/f2 are [T][width] scratch. */
+static void swiglu_ffn(k2_context *ctx, const model_weight *gate, const model_weight *up,
+                       const model_weight *down, const float *h, float *y, int64_t T) {
+    int64_t d = ctx->model->hp.n_embd, f = gate->rows;
+    model_matmul(ctx, gate, h, d, ctx->f1, f, T);
+    model_matmul(ctx, up, h, d, ctx->f2, f, T);
+    swiglu(ctx->f1, ctx->f2, T * f);
+    model_matmul(ctx, down, ctx->f1, f, y, d, T);
+}
+
+static void dense_ffn(k2_context *ctx, int l, int64_t T) {
+    const model_layer *ly = &ctx->model->layers[l];
+    int64_t d = ctx->model->hp.n_embd;
+    swiglu_ffn(ctx, &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down, ctx->h, ctx->y, T);
+    for (int64_t k = 0; k < T * d; k++) ctx->x[k] += ctx->y[k];
+}
+
+/* ---- MoE (§5) ---- */
+
+/* §5 M2-M8 for one token: router logits -> K expert ids and weights. */
+void model_route(const k2_model_hparams *hp, const float *logits, const float *bias, float *probs,
+                  float *choice, int32_t *sel, float *w) {
+    int64_t E = hp->n_expert, K = hp->n_expert_used;
+    /* M2 */
+    switch (hp->gating_func) {
+    case 2:
+        for (int64_t e = 0; e < E; e++) probs[e] = sigmoid(logits[e]);
+        break;
+    case 3:
+        for (int64_t e = 0; e < E; e++) probs[e] = logits[e];
+        break;
+    case 4:
+        for (int64_t e = 0; e < E; e++) {
+            float x = logits[e];
+            float sp = x > 20.0f ? x : log1pf(expf(x));
+            probs[e] = sqrtf(sp);
+        }
+        break;
+    default: {
+        float mx = -INFINITY, sum = 0.0f;
+        for (int64_t e = 0; e < E; e++) mx = fmaxf(mx, logits[e]);
+        for (int64_t e = 0; e < E; e++) sum += probs[e] = expf(logits[e] - mx);
+        for (int64_t e = 0; e < E; e++) probs[e] /= sum;
+    }
+    }
+    /* M3: the bias only chooses */
+    for (int64_t e = 0; e < E; e++) choice[e] = probs[e] + (bias ? bias[e] : 0.0f);
+    /* M4: group-limited routing, group score = sum of the two largest, others -inf */
+    if (hp->n_expert_groups > 1) {
+        int64_t G = hp->n_expert_groups, per = E / G;
+        float gscore[512];
+        bool keep[512];
+        for (int64_t g = 0; g < G; g++) {
+            float a = -INFINITY, b2 = -INFINITY;
+            for (int64_t k = 0; k < per; k++) {
+                float v = choice[g * per + k];
+                if (v > a) { b2 = a; a = v; } else if (v > b2) b2 = v;
+            }
+            gscore[g] = a + b2;
+            keep[g] = false;
+        }
+        for (uint32_t n = 0; n < hp->n_expert_groups_used; n++) {
+            int64_t best = -1;
+            for (int64_t g = 0; g < G; g++)
+                if (!keep[g] && (best < 0 || gscore[g] > gscore[best])) best = g;
+            keep[best] = true;
+        }
+        for (int64_t g = 0; g < G; g++)
+            if (!keep[g])
+                for (int64_t k = 0; k < per; k++) choice[g * per + k] = -INFINITY;
+    }
+    /* M5: top-K, ties to the lowest index */
+    for (int64_t k = 0; k < K; k++) {
+        int64_t best = -1;
+        for (int64_t e = 0; e < E; e++) {
+            if (choice[e] == -INFINITY && best >= 0) continue;
+            bool taken = false;
+            for (int64_t j = 0; j < k; j++) taken |= sel[j] == e;
+            if (!taken && (best < 0 || choice[e] > choice[best])) best = e;
+        }
+        sel[k] = (int32_t)best;
+    }
+    /* M6-M8: weights from the unbiased probabilities */
+    for (int64_t k = 0; k < K; k++) w[k] = probs[sel[k]];
+    if (hp->gating_func == 3) {
+        float mx = -INFINITY, sum = 0.0f;
+        for (int64_t k = 0; k < K; k++) mx = fmaxf(mx, w[k]);
+        for (int64_t k = 0; k < K; k++) sum += w[k] = expf(w[k] - mx);
+        for (int64_t k = 0; k < K; k++) w[k] /= sum;
+    }
+    if (hp->expert_weights_norm) {
+        float sum = 0.0f;
+        for (int64_t k = 0; k < K; k++) sum += w[k];
+        sum = fmaxf(sum, 6.103515625e-5f); /* 2^-14 */
+        for (int64_t k = 0; k < K; k++) w[k] /= sum;
+    }
+    float rho = hp->expert_weights_scale;
+    if (rho != 0.0f && rho != 1.0f)
+        for (int64_t k = 0; k < K; k++) w[k] *= rho;
+}
+
+static void moe(k2_context *ctx, int l, int64_t T) {
+    const k2_model *m = ctx->model;
+    const k2_model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[l];
+    int64_t d = hp->n_embd, E = hp->n_expert, K = hp->n_expert_used, fe = hp->n_ff_exp;
+
+    /* M1-M8 */
+    model_matmul(ctx, &ly->gate_inp, ctx->h, d, ctx->rl, E, T);
+    for (int64_t t = 0; t < T; t++)
+        model_route(hp, ctx->rl + t * E, ly->exp_bias, ctx->f1, ctx->f2, ctx->sel + t * K, ctx->selw + t * K);
+
+    /* M9: run each selected expert once over the tokens that chose it */
+    memset(ctx->y, 0, sizeof(float) * (size_t)(T * d));
+    for (int64_t e = 0; e < E; e++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++)
+                if (ctx->sel[t * K + k] == e) {
+                    ctx->etok[n] = (int32_t)t;
+                    memcpy(ctx->ex + n * d, ctx->h + t * d, sizeof(float) * (size_t)d);
+                    ctx->eu[n] = ctx->selw[t * K + k];
+                    n++;
+                }
+        if (n == 0) continue;
+        model_weight gate = model_weight_slice(&ly->gate_exps, e), up, down;
+        if (ly->fused_gate_up) {
+            up = gate;
+            gate.rows = fe;
+            up.rows = fe;
+            up.data = gate.data + (size_t)fe * gate.row_bytes;
+        } else {
+            up = model_weight_slice(&ly->up_exps, e);
+        }
+        down = model_weight_slice(&ly->down_exps, e);
+        swiglu_ffn(ctx, &gate, &up, &down, ctx->ex, ctx->ey, n);
+        for (int64_t k = 0; k < n; k++) {
+            float *yt = ctx->y + (int64_t)ctx->etok[k] * d;
+            const float *ye = ctx->ey + k * d;
+            float wk = ctx->eu[k];
+            for (int64_t c = 0; c < d; c++) yt[c] += wk * ye[c];
+        }
+    }
+    /* M10, M11: shared experts (width S * f_e), weight 1 */
+    if (ly->gate_sh.data) {
+        swiglu_ffn(ctx, &ly->gate_sh, &ly->up_sh, &ly->down_sh, ctx->h, ctx->ey, T);
+        for (int64_t k = 0; k < T * d; k++) ctx->y[k] += ctx->ey[k];
+    }
+    for (int64_t k = 0; k < T * d; k++) ctx->x[k] += ctx->y[k];
+}
+
+/* ---- one batch ---- */
+
+static k2_status forward_batch(k2_context *ctx, const int32_t *tokens, int64_t T, k2_logits_rows rows,
+                               float *logits, k2_error *err) {
+    const k2_model *m = ctx->model;
+    const k2_model_hparams *hp = &m->hp;
+    int64_t d = hp->n_embd, V = hp->n_vocab, np = hp->rope_dim / 2, pos0 = ctx->len;
+
+    /* §4.1 embedding */
+    for (int64_t t = 0; t < T; t++) {
+        const uint8_t *src = m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
+        k2_status s = k2_dequantize(m->tok_embd.type, src, ctx->x + t * d, d, err);
+        if (s != K2_OK) return s;
+    }
+    /* RoPE angles phi_m = p * omega_m (§4.3.2), in double, shared by all blocks */
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < np; i++) {
+            double phi = (double)(pos0 + t) * m->rope_freq[i];
+            ctx->rope_cos[t * np + i] = (float)(cos(phi) * hp->rope_mag);
+            ctx->rope_sin[t * np + i] = (float)(sin(phi) * hp->rope_mag);
+        }
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        attention(ctx, (int)l, T, pos0);
+        for (int64_t t = 0; t < T; t++) rmsnorm(ctx->h + t * d, ctx->x + t * d, m->layers[l].ffn_norm, d, hp->rms_eps);
+        if (l < hp->n_layer_dense)
+            dense_ffn(ctx, (int)l, T);
+        else
+            moe(ctx, (int)l, T);
+    }
+    /* §4.9 final norm and logits, only for the rows asked for */
+    if (rows != K2_ROWS_NONE) {
+        int64_t first = rows == K2_ROWS_ALL && logits ? 0 : T - 1, nr = T - first;
+        for (int64_t t = first; t < T; t++)
+            rmsnorm(ctx->h + (t - first) * d, ctx->x + t * d, m->output_norm, d, hp->rms_eps);
+        float *dst = logits ? logits : ctx->last_logits;
+        model_matmul(ctx, &m->output, ctx->h, d, dst, V, nr);
+        if (dst != ctx->last_logits)
+            memcpy(ctx->last_logits, dst + (nr - 1) * V, sizeof(float) * (size_t)V);
+        ctx->have_logits = true;
+    }
+    return K2_OK;
+}
+
+#define UBATCH 256
+
+static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
+    if (T <= ctx->cap_tok) return K2_OK;
+    const k2_model *m = ctx->model;
+    const k2_model_hparams *hp = &m->hp;
+    int64_t d = hp->n_embd, H = hp->n_head, rw = hp->kv_lora_rank + hp->rope_dim;
+    int64_t ff = K2_MAX((int64_t)hp->n_ff, (int64_t)hp->n_ff_exp * K2_MAX(1, (int64_t)hp->n_expert_shared));
+    ff = K2_MAX(ff, 2 * (int64_t)hp->n_expert);  /* router probs + choice */
+    int64_t K = K2_MAX(1, (int64_t)hp->n_expert_used);
+    float **bufs[] = {&ctx->x, &ctx->h, &ctx->cq, &ctx->q, &ctx->kv, &ctx->qabs, &ctx->lat, &ctx->o,
+                      &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->zrows, &ctx->rope_cos, &ctx->rope_sin,
+                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eg, &ctx->eu};
+    int64_t sizes[] = {d, d, K2_MAX(1, (int64_t)hp->q_lora_rank), H * hp->head_dim_k, rw, H * rw,
+                       H * hp->kv_lora_rank, H * hp->head_dim_v, d, ff, ff, K2_MAX(1, (int64_t)hp->n_expert),
+                       K2_MAX(d, K), hp->rope_dim / 2, hp->rope_dim / 2, K, d, d, 1, K};
+    for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) {
+        free(*bufs[i]);
+        *bufs[i] = malloc(sizeof(float) * (size_t)(sizes[i] * T));
+        if (!*bufs[i]) return k2_err(err, K2_ENOMEM, "out of memory for a batch of %lld tokens", (long long)T);
+    }
+    free(ctx->sel);
+    free(ctx->etok);
+    ctx->sel = malloc(sizeof(int32_t) * (size_t)(K * T));
+    ctx->etok = malloc(sizeof(int32_t) * (size_t)(K * T));
+    if (!ctx->sel || !ctx->etok) return k2_err(err, K2_ENOMEM, "out of memory for a batch");
+    ctx->cap_tok = T;
+    return K2_OK;
+}
+
+k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
+                        float *logits, k2_error *err) {
+    const k2_model_hparams *hp = &ctx->model->hp;
+    pthread_once(&f16_once, f16_table_init);
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
+            return k2_err(err, K2_EINVAL, "token id %d at index %lld is outside the vocabulary [0, %u)",
+                          tokens[i], (long long)i, hp->n_vocab);
+    if ((uint64_t)ctx->len + (uint64_t)n > ctx->n_ctx)
+        return k2_err(err, K2_ERANGE, "%lld tokens after the %u cached ones exceed the context of %u tokens",
+                      (long long)n, ctx->len, ctx->n_ctx);
+    uint32_t len0 = ctx->len;
+    for (int64_t b = 0; b < n; b += UBATCH) {
+        int64_t T = K2_MIN((int64_t)UBATCH, n - b);
+        bool last = b + T == n;
+        k2_logits_rows r = rows == K2_ROWS_ALL ? K2_ROWS_ALL : (last ? rows : K2_ROWS_NONE);
+        k2_status s = ensure_buffers(ctx, T, err);
+        if (s == K2_OK)
+            s = forward_batch(ctx, tokens + b, T, r, logits && r == K2_ROWS_ALL ? logits + b * hp->n_vocab
+                                                                              : (r == K2_ROWS_LAST ? logits : NULL),
+                              err);
+        if (s != K2_OK) {
+            ctx->len = len0;
+            return s;
+        }
+        ctx->len += (uint32_t)T;
+    }
+    return K2_OK;
+}

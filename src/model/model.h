@@ -1,0 +1,135 @@
+/* model/: the deepseek2 forward pass (spec/model-deepseek2.md).
+ *
+ * load.c     metadata -> hyperparameters, tensors bound in place with shape checks
+ * forward.c  one function per block: attention (absorbed MLA), moe, dense_ffn, then logits
+ * matmul.c   weight x activations (exact: dequantize rows on the fly; fast: quant kernels)
+ * pool.c     a small pthread pool that splits row ranges across threads */
+#ifndef K2_MODEL_H
+#define K2_MODEL_H
+
+#include "base/base.h"
+
+#include <pthread.h>
+
+/* A matrix bound in place: `rows` rows of `cols` elements of `type`, row stride `row_bytes`.
+ * 3-D tensors are viewed as a stack of such matrices (slice stride `slice_bytes`). */
+typedef struct model_weight {
+    const char *name;
+    uint32_t type;
+    int64_t cols;        /* ne0: input length */
+    int64_t rows;        /* ne1: outputs */
+    int64_t slices;      /* ne2 */
+    size_t row_bytes;
+    size_t slice_bytes;
+    const uint8_t *data; /* NULL = absent */
+} model_weight;
+
+/* The weight matrix for slice s (an expert, a head). */
+static inline model_weight model_weight_slice(const model_weight *w, int64_t s) {
+    model_weight v = *w;
+    v.data = w->data + (size_t)s * w->slice_bytes;
+    v.slices = 1;
+    return v;
+}
+
+typedef struct model_layer {
+    const float *attn_norm;
+    model_weight q_a, q_b, q;       /* q_a/q_b with q-LoRA, else q */
+    const float *q_a_norm;
+    model_weight kv_a;              /* attn_kv_a_mqa: {d, d_c + d_r} */
+    const float *kv_a_norm;
+    model_weight k_b;               /* {d_n, d_c, H} */
+    model_weight v_b;               /* {d_c, d_v, H} */
+    model_weight out;               /* attn_output {H*d_v, d} */
+    const float *out_scale;         /* attn_output.scale (optional, {1}) */
+    const float *ffn_norm;
+    /* dense */
+    model_weight ffn_gate, ffn_up, ffn_down;
+    /* MoE */
+    model_weight gate_inp;          /* router, F32 {d, E} */
+    const float *exp_bias;          /* exp_probs_b.bias or NULL */
+    model_weight gate_exps, up_exps, down_exps;
+    bool fused_gate_up;             /* gate_exps holds [gate; up] per slice */
+    model_weight gate_sh, up_sh, down_sh;
+} model_layer;
+
+struct k2_model {
+    k2_gguf *gguf;
+    k2_model_hparams hp;
+    uint32_t d_n;
+    model_weight tok_embd, output;
+    const float *output_norm;
+    model_layer *layers;
+    double *rope_freq;       /* omega_m, d_r/2 entries (spec §4.3.2) */
+    float *owned;            /* legacy attn_kv_b split into f32 k_b/v_b */
+    int64_t max_cols;        /* widest weight input, for dequant scratch */
+    char warnings[512];
+};
+
+/* ---- thread pool ---- */
+typedef struct model_pool model_pool;
+/* fn processes items [begin, end) on thread `tid` (0 = the caller). */
+typedef void (*model_pool_fn)(void *arg, int64_t begin, int64_t end, int tid);
+k2_status model_pool_new(int n_threads, model_pool **out, k2_error *err);
+void model_pool_free(model_pool *p);
+int model_pool_size(const model_pool *p);
+/* Runs fn over [0, n) in chunks of `grain` items spread over all threads; returns when done. */
+void model_pool_for(model_pool *p, int64_t n, int64_t grain, model_pool_fn fn, void *arg);
+int model_physical_cores(void);
+
+/* ---- per-thread scratch ---- */
+typedef struct model_scratch {
+    float *row;        /* one dequantized weight row (max_cols) */
+    float *scores;     /* attention scores (n_ctx) */
+    float *kvrow;      /* one cache row as f32 (d_c + d_r) */
+    void *act;         /* quantized activations (fast mode) */
+} model_scratch;
+
+/* ---- matmul ---- */
+/* Y[t][o] = W[o] . X[t] for t < n_tok, o < rows: X has stride ldx floats, Y stride ldy.
+ * Rows are split across the pool's threads. */
+void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_t ldx,
+                  float *y, int64_t ldy, int64_t n_tok);
+/* Same on the calling thread only (used inside already parallel loops). */
+void model_matmul_serial(k2_context *ctx, int tid, const model_weight *w, const float *x,
+                         int64_t ldx, float *y, int64_t ldy, int64_t n_tok, int64_t row0,
+                         int64_t row1);
+/* Checks that `type` can be dequantized (exact path). */
+bool model_type_supported(uint32_t type);
+
+/* ---- f16 helpers ---- */
+uint16_t model_f32_to_f16(float f);
+float model_f16_to_f32(uint16_t h);
+
+struct k2_context {
+    k2_model *model;
+    uint32_t n_ctx;
+    uint32_t len;            /* cached tokens */
+    k2_cache_type cache_type;
+    bool exact;
+    int n_threads;
+    model_pool *pool;
+    model_scratch *scratch;  /* one per thread */
+    void **cache;            /* per layer: n_ctx rows of d_c + d_r (f32 or f16) */
+    size_t cache_row;        /* elements per row */
+    float *last_logits;
+    bool have_logits;
+    /* batch buffers (grown on demand, in tokens) */
+    int64_t cap_tok;
+    float *x, *h, *cq, *q, *kv, *qabs, *lat, *o, *y, *f1, *f2, *rl, *zrows;
+    float *rope_cos, *rope_sin;
+    int32_t *sel;            /* selected experts [tok][K] */
+    float *selw;             /* their weights */
+    int32_t *etok;           /* token list per expert */
+    float *ex, *ey, *eg, *eu;/* per-expert gathered activations */
+};
+
+/* spec §5 M2-M8 for one token: K expert ids (sel) and weights (w) from E router logits;
+ * probs and choice are E-float scratch. */
+void model_route(const k2_model_hparams *hp, const float *logits, const float *bias, float *probs,
+                 float *choice, int32_t *sel, float *w);
+
+k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
+                        float *logits, k2_error *err);
+
+#endif
