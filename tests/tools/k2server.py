@@ -36,8 +36,9 @@ class Server:
             self.wait_ready()
 
     def read_log(self):
-        self.log.flush()
         try:
+            if not self.log.closed:
+                self.log.flush()
             return open(self.log_path, "rb").read().decode("utf-8", "replace")
         except OSError:
             return ""
