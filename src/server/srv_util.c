@@ -184,7 +184,7 @@ static size_t utf8_complete_prefix(const char *s, size_t n) {
         size_t k = utf8_seq(u + n - back, back, &bad);
         if (k) return n;                    /* complete */
         /* incomplete but so far valid: hold it */
-        if (bad == back) return n - back;
+        if (bad == back && c >= 0xC2 && c <= 0xF4) return n - back;
         return n;                           /* ill-formed: repaired on release */
     }
     return n;
