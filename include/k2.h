@@ -852,6 +852,7 @@ typedef struct k2_server_options {
     int queue_timeout_s;           /* default 600 */
     int sse_keepalive_s;           /* default 15; 0 disables */
     int max_connections;           /* default 256 */
+    int max_concurrent_per_key;    /* admitted requests per API key (0 = unlimited) */
     int64_t max_tokens_default;    /* chat default when the request gives none; 0 = unlimited */
     int64_t max_tokens_cap;        /* hard cap on any request; 0 = none */
     double max_generation_seconds; /* 0 = off */

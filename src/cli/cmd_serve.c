@@ -30,6 +30,7 @@ static const char HELP[] =
     "  --write-timeout S          (default 60)   --queue-timeout S     (default 600)\n"
     "  --sse-keepalive S          keep-alive comment interval (default 15; 0 = off)\n"
     "  --max-connections N        (default 256)\n"
+    "  --max-concurrent-per-key M admitted requests per API key (429 beyond; default unlimited)\n"
     "  --max-tokens-default N     chat default when a request gives none (default unlimited)\n"
     "  --max-tokens-cap N         hard cap on generated tokens per request\n"
     "  --max-generation-seconds S stop a generation after S seconds (default off)\n"
@@ -102,6 +103,7 @@ int cmd_serve(int argc, char **argv) {
         else if (strcmp(a, "--write-timeout") == 0) rc = parse_int(cmd, a, v, 0, 86400, &x), o.write_timeout_s = (int)x;
         else if (strcmp(a, "--queue-timeout") == 0) rc = parse_int(cmd, a, v, 0, 86400 * 7, &x), o.queue_timeout_s = (int)x;
         else if (strcmp(a, "--sse-keepalive") == 0) rc = parse_int(cmd, a, v, 0, 86400, &x), o.sse_keepalive_s = (int)x;
+        else if (strcmp(a, "--max-concurrent-per-key") == 0) rc = parse_int(cmd, a, v, 0, 1 << 20, &x), o.max_concurrent_per_key = (int)x;
         else if (strcmp(a, "--max-connections") == 0) rc = parse_int(cmd, a, v, 1, 1 << 20, &x), o.max_connections = (int)x;
         else if (strcmp(a, "--max-tokens-default") == 0) rc = parse_int(cmd, a, v, 0, 1LL << 40, &x), o.max_tokens_default = x;
         else if (strcmp(a, "--max-tokens-cap") == 0) rc = parse_int(cmd, a, v, 0, 1LL << 40, &x), o.max_tokens_cap = x;

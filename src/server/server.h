@@ -169,6 +169,7 @@ struct srv_job {
     char id[48];
     int64_t created;
     char *api_key;               /* for per-key limits; may be NULL */
+    int key_index;               /* counted in key_active, or -1 */
 
     /* life cycle */
     atomic_bool cancelled;
@@ -293,6 +294,7 @@ struct k2_server {
 
     char **keys;
     size_t n_keys;
+    int *key_active;               /* admitted requests per key (under m.mu) */
 
     void *daemon;                  /* struct MHD_Daemon */
     int port;

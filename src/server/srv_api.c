@@ -929,6 +929,26 @@ void api_completion(srv *s, bool chat, const char *body, size_t len, const char 
         forced_id = NULL;
     }
     if (api_key) j->api_key = k2_strdup(api_key);
+    if (api_key && s->o.max_concurrent_per_key > 0) {
+        bool limited = false;
+        pthread_mutex_lock(&s->m.mu);
+        for (size_t i = 0; i < s->n_keys; i++)
+            if (strcmp(s->keys[i], api_key) == 0) {
+                if (s->key_active[i] >= s->o.max_concurrent_per_key) {
+                    limited = true;
+                    s->m.rejected[REJ_RATE]++;
+                } else {
+                    s->key_active[i]++;
+                    j->key_index = (int)i;
+                }
+                break;
+            }
+        pthread_mutex_unlock(&s->m.mu);
+        if (limited) {
+            srv_fail(&e, 429, "rate_limit_exceeded", NULL, "Too many concurrent requests for this API key.");
+            goto fail;
+        }
+    }
     char rnd[25];
     srv_rand_alnum(rnd, 24);
     snprintf(j->id, sizeof j->id, "%s%s", chat ? "chatcmpl-" : "cmpl-", rnd);

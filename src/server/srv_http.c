@@ -63,6 +63,7 @@ srv_job *job_new(srv *s) {
     j->s = s;
     j->fd = -1;
     j->fail_after = -1;
+    j->key_index = -1;
     pthread_mutex_init(&j->mu, NULL);
     return j;
 }
@@ -74,6 +75,11 @@ srv_job *job_ref(srv_job *j) {
 
 void job_unref(srv_job *j) {
     if (!j || atomic_fetch_sub(&j->refs, 1) != 1) return;
+    if (j->key_index >= 0) {
+        pthread_mutex_lock(&j->s->m.mu);
+        j->s->key_active[j->key_index]--;
+        pthread_mutex_unlock(&j->s->m.mu);
+    }
     free(j->prompt);
     free(j->bias);
     for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
@@ -470,8 +476,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (key) r->api_key = k2_strdup(key);
             int st = atomic_load(&s->state);
             if (st != SRV_READY && r->ep != EP_METRICS) {
-                if (st == SRV_LOADING)
+                if (st == SRV_LOADING) {
+                    pthread_mutex_lock(&s->m.mu);
+                    s->m.rejected[REJ_LOADING]++;
+                    pthread_mutex_unlock(&s->m.mu);
                     return send_error(s, c, r, 503, "model_loading", NULL, "The model is loading.", body);
+                }
                 if (st == SRV_SHUTTING_DOWN)
                     return send_error(s, c, r, 503, "shutting_down", NULL, "The server is shutting down.", body);
                 char msg[K2_ERROR_MESSAGE_MAX + 64];

@@ -287,6 +287,7 @@ k2_status k2_server_start(k2_runtime *rt, const k2_server_options *o, k2_server 
     for (char *c = s->fingerprint + 3; *c; c++) *c = (char)tolower((unsigned char)*c);
     k2_status st = K2_OK;
     if (o->api_key_file) st = read_key_file(s, o->api_key_file, err);
+    s->key_active = k2_calloc(s->n_keys + 1, sizeof *s->key_active);
     if (st == K2_OK) st = http_start(s, err);
     if (st != K2_OK) {
         f->load_done = true;
@@ -374,6 +375,7 @@ void k2_server_free(k2_server *s) {
     free(s->model_id);
     free_list(s->aliases, s->n_aliases);
     free_list(s->keys, s->n_keys);
+    free(s->key_active);
     free(s->live);
     json_decref(s->m.http);
     free((char *)s->o.model);

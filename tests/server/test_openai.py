@@ -393,7 +393,7 @@ def overload_checks():
 
 def auth_checks():
     # 14. --api-key
-    with k2server.Server("--test-mode", "--api-key", "k1") as srv:
+    with k2server.Server("--test-mode", "--api-key", "k1,k2", "--max-concurrent-per-key", "1", "--parallel", "2") as srv:
         bad = OpenAI(base_url=srv.base + "/v1", api_key="wrong", max_retries=0)
         e = expect_error(lambda: bad.models.list(), openai.AuthenticationError, 401, code="invalid_api_key",
                          what="wrong key")
@@ -405,6 +405,21 @@ def auth_checks():
         check(st == 200, "health without key")
         check(srv.get("/metrics")[0] == 401 and srv.post("/tokenize", {"content": "a"})[0] == 401, "401 w/o key")
         check(srv.get("/metrics", headers={"Authorization": "bearer   k1 "})[0] == 200, "case-insensitive bearer")
+        # 429 beyond --max-concurrent-per-key; another key is unaffected
+        t = threading.Thread(target=lambda: good.chat.completions.create(
+            model="k2-tiny", messages=MSGS, extra_body=script(["x"] * 20, piece_delay_ms=25)))
+        t.start()
+        time.sleep(0.2)
+        e = expect_error(lambda: good.chat.completions.create(model="k2-tiny", messages=MSGS, extra_body=script(["y"])),
+                         openai.RateLimitError, 429, code="rate_limit_exceeded", what="per-key limit")
+        if e is not None:
+            check(e.response.headers.get("retry-after") == "1", "429 Retry-After")
+        other = OpenAI(base_url=srv.base + "/v1", api_key="k2", max_retries=0)
+        check(other.chat.completions.create(model="k2-tiny", messages=MSGS, extra_body=script(["z"]))
+              .choices[0].message.content == "z", "other key admitted")
+        t.join()
+        check(good.chat.completions.create(model="k2-tiny", messages=MSGS, extra_body=script(["w"]))
+              .choices[0].message.content == "w", "key usable again")
 
 
 def cancel_checks():
