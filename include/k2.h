@@ -822,6 +822,68 @@ k2_status k2_generate(k2_generator *g, const k2_completion_request *req, k2_stre
  * HTTP server (src/server)
  * ======================================================================== */
 
+/* An OpenAI-compatible HTTP/1.1 server over one model (spec/server-api.md), built on
+ * libmicrohttpd. The model loads asynchronously on the runtime's worker pool; until it is
+ * ready /health answers 503 "model_loading" (a failed load is reported there too). One
+ * scheduler thread owns the model contexts (one per slot) and steps every active slot once
+ * per iteration; HTTP handlers never wait for inference (connections are suspended and
+ * resumed). */
+typedef struct k2_server k2_server;
+
+typedef struct k2_server_options {
+    const char *model;             /* GGUF path or Hub reference (org/repo:QUANT) */
+    const char *host;              /* default "127.0.0.1" */
+    int port;                      /* default 8080; 0 = any free port (see k2_server_port) */
+    int parallel;                  /* slots decoding concurrently (default 1) */
+    uint32_t ctx_size;             /* total KV capacity; 0 = min(n_ctx_train, 32768) */
+    int batch_size;                /* prompt tokens per evaluation step (default 512) */
+    int threads;                   /* threads per context (0 = physical cores) */
+    const char *api_keys;          /* comma-separated keys, or NULL */
+    const char *api_key_file;      /* one key per line, '#' comments */
+    const char *model_id;          /* served id (default: general.name, else file name) */
+    const char *aliases;           /* comma-separated extra names */
+    bool accept_any_model;
+    const char *owned_by;          /* default "local" */
+    int queue_size;                /* waiting requests beyond the slots (default 32) */
+    uint64_t max_body_bytes;       /* default 16 MiB */
+    int read_timeout_s;            /* default 30 */
+    int keepalive_timeout_s;       /* default 60 */
+    int write_timeout_s;           /* default 60 */
+    int queue_timeout_s;           /* default 600 */
+    int sse_keepalive_s;           /* default 15; 0 disables */
+    int max_connections;           /* default 256 */
+    int max_concurrent_per_key;    /* admitted requests per API key (0 = unlimited) */
+    int64_t max_tokens_default;    /* chat default when the request gives none; 0 = unlimited */
+    int64_t max_tokens_cap;        /* hard cap on any request; 0 = none */
+    double max_generation_seconds; /* 0 = off */
+    size_t max_stream_buffer;      /* default 4 MiB */
+    bool metrics;                  /* /metrics (default true) */
+    bool test_mode;                /* accept test_script (spec §8.1); never on by default */
+    const char *cors_origin;       /* NULL = CORS disabled */
+    /* server sampling defaults (spec §2.3.1 built-ins) */
+    float temperature, top_p, min_p, repeat_penalty;
+    int32_t top_k;
+    bool quiet;                    /* no request log lines on stderr */
+} k2_server_options;
+
+void k2_server_options_init(k2_server_options *o);
+/* Binds the socket and starts serving at once (/health: loading); the model loads in the
+ * background. `rt` must outlive the server. */
+k2_status k2_server_start(k2_runtime *rt, const k2_server_options *o, k2_server **out,
+                          k2_error *err);
+/* The bound TCP port. */
+int k2_server_port(const k2_server *s);
+typedef enum k2_server_state {
+    K2_SERVER_LOADING = 0, K2_SERVER_READY, K2_SERVER_FAILED, K2_SERVER_STOPPING
+} k2_server_state;
+/* The current state; with FAILED, `err` (may be NULL) receives the load error. */
+k2_server_state k2_server_get_state(const k2_server *s, k2_error *err);
+/* Graceful stop (spec §6.9): /health answers shutting_down, queued requests are refused,
+ * running ones get up to grace_s seconds, then everything is cancelled and closed. */
+void k2_server_stop(k2_server *s, int grace_s);
+/* Stops (if not yet) and frees. */
+void k2_server_free(k2_server *s);
+
 #ifdef __cplusplus
 }
 #endif
