@@ -284,7 +284,10 @@ k2_status k2_model_load(const char *path, const k2_model_options *opt, k2_model 
 /* Binds a model to an already opened GGUF; the model takes ownership of `g` on success
  * and on failure alike. */
 k2_status k2_model_from_gguf(k2_gguf *g, const k2_model_options *opt, k2_model **out, k2_error *err);
+/* Models are reference counted: loading gives one reference, k2_model_ref adds one and
+ * k2_model_free drops one; the last one frees the model (contexts must be gone by then). */
 void k2_model_free(k2_model *m);
+k2_model *k2_model_ref(k2_model *m);
 
 const k2_model_hparams *k2_model_get_hparams(const k2_model *m);
 const k2_gguf *k2_model_gguf(const k2_model *m);
@@ -817,6 +820,79 @@ uint32_t k2_generator_n_ctx(const k2_generator *g);
  * (tokenization, context overflow, evaluation) arrive as an ERROR chunk. */
 k2_status k2_generate(k2_generator *g, const k2_completion_request *req, k2_stream **out,
                       k2_error *err);
+
+/* ---- Opening models by reference, completions over an opened model (src/runtime) ----
+ *
+ * A reference is a local GGUF file (the first shard of a split set), a local folder holding
+ * one GGUF model (a Hub snapshot folder, say), or a Hub reference `org/repo[:QUANT][@REV]`
+ * (fetched into the shared Hugging Face cache through k2_hub_fetch). Opened models are
+ * shared: opening what is already open (or being opened) with the same tokenizer and model
+ * options gives another reference to the same k2_model, and concurrent opens wait for one
+ * fetch and one load. A Hub reference and the local file it resolves to share one instance
+ * too. Every reference is released with k2_model_free. */
+
+typedef enum k2_open_stage {
+    K2_OPEN_DOWNLOAD = 0,  /* a Hub event of the model's or the tokenizer's fetch (ev->hub) */
+    K2_OPEN_LOAD,          /* the GGUF is being mapped and checked (ev->path) */
+    K2_OPEN_READY,         /* loaded (ev->path, ev->seconds: time since the open began) */
+    K2_OPEN_SHARED         /* this open joined an instance already being opened */
+} k2_open_stage;
+
+typedef struct k2_open_event {
+    k2_open_stage stage;
+    const char *ref;             /* the reference being opened */
+    const char *path;            /* LOAD / READY: the GGUF file */
+    const k2_hub_event *hub;     /* DOWNLOAD */
+    bool tokenizer;              /* DOWNLOAD: the event belongs to the tokenizer's fetch */
+    double seconds;
+} k2_open_event;
+
+/* Called on the runtime's loop thread, until the open future settles; must not block. */
+typedef void (*k2_open_event_cb)(const k2_open_event *ev, void *user);
+
+typedef struct k2_model_open_options {
+    k2_model_options model;          /* k2_model_options_init defaults */
+    k2_hub_options hub;              /* for Hub references (its on_event/user are not used:
+                                      * Hub events arrive as K2_OPEN_DOWNLOAD events) */
+    /* A tokenizer replacing the GGUF's (NULL: the GGUF's own): a local tokenizer.json or
+     * tiktoken.model (special tokens beside it, or in tokenizer_special), a local folder
+     * holding one, or a Hub repository `org/repo[@REV]` whose tiktoken.model /
+     * tokenizer.json (+ tokenizer_config.json / special_tokens.json) are fetched. Its
+     * vocabulary size and special-token ids must agree with the model's. */
+    const char *tokenizer;
+    const char *tokenizer_special;
+    /* The generator k2_complete creates on first use (slots, context size, threads).
+     * For a shared instance the options of the open that loaded it apply. */
+    k2_generator_options generator;
+    k2_open_event_cb on_event;
+    void *user;
+} k2_model_open_options;
+
+void k2_model_open_options_init(k2_model_open_options *o);
+/* Opens `ref` asynchronously: the future settles DONE (k2_model_open_result), FAILED
+ * (k2_future_error: a sentence naming the ref, URL or file at fault) or CANCELLED.
+ * `o` may be NULL; it is copied. Cancelling one open does not disturb others sharing
+ * the same load (the load itself stops when nobody waits for it any more). */
+k2_future *k2_model_open_async(k2_runtime *rt, const char *ref, const k2_model_open_options *o);
+/* A new reference to the model of a DONE open future (release with k2_model_free), else
+ * NULL. The future keeps its own reference until it is freed. */
+k2_model *k2_model_open_result(const k2_future *f);
+/* Opens and waits (any thread but the runtime's loop thread). */
+k2_status k2_model_open(k2_runtime *rt, const char *ref, const k2_model_open_options *o, k2_model **out,
+                        k2_error *err);
+/* The tokenizer the model speaks: the override given when it was opened, else its GGUF's
+ * (made on first use for models loaded with k2_model_load). Lives as long as the model. */
+k2_status k2_model_get_tokenizer(k2_model *m, const k2_tokenizer **out, k2_error *err);
+/* Starts a completion on the model's own generator (created on first use with the open
+ * options' generator settings, or defaults). Same contract as k2_generate. Release the
+ * model only after its streams have ended (releasing the last reference cancels them). */
+k2_status k2_complete(k2_model *m, const k2_completion_request *req, k2_stream **out, k2_error *err);
+/* Opens `ref` (shared, as k2_model_open_async) and runs the completion on it, all behind
+ * one stream: failures to fetch or load arrive as an ERROR chunk with stage download or
+ * load; cancelling the stream while the model is opening ends it with DONE / cancelled.
+ * The stream holds a model reference until its final chunk. */
+k2_status k2_complete_ref(k2_runtime *rt, const char *ref, const k2_model_open_options *o,
+                          const k2_completion_request *req, k2_stream **out, k2_error *err);
 
 /* ========================================================================
  * HTTP server (src/server)

@@ -38,6 +38,11 @@ k2_status gen_stream_push_error(k2_stream *s, k2_error_stage stage, k2_status st
                                 const char *message);
 /* Drops the producer's reference. */
 void gen_stream_release(k2_stream *s);
+/* A producer that is not a gen_run loop (e.g. one still opening the model) learns of
+ * k2_stream_cancel through this hook: called once, on the cancelling thread (at once when
+ * the stream is already cancelled). hook(user) must not block. Setting NULL waits for a
+ * hook call in progress, so `user` may be freed afterwards. */
+void gen_stream_set_cancel_hook(k2_stream *s, void (*hook)(void *user), void *user);
 
 /* ---- backends: where logits come from ---- */
 

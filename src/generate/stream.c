@@ -34,6 +34,9 @@ struct k2_stream {
     int refs;
     k2_chunk_cb cb;
     void *user;
+    pthread_mutex_t hook_mu; /* guards the producer's cancel hook */
+    void (*cancel_hook)(void *user);
+    void *cancel_user;
 };
 
 static void node_free(node *n) {
@@ -54,6 +57,7 @@ static void stream_destroy(k2_stream *s) {
     node_free(s->current);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->cb_mu);
+    pthread_mutex_destroy(&s->hook_mu);
     pthread_cond_destroy(&s->cv);
     free(s);
 }
@@ -69,6 +73,7 @@ k2_status gen_stream_new(k2_stream **out, k2_error *err) {
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->cb_mu, NULL);
+    pthread_mutex_init(&s->hook_mu, NULL);
     atomic_init(&s->cancelled, false);
     s->refs = 2;
     *out = s;
@@ -93,7 +98,18 @@ void k2_stream_free(k2_stream *s) {
 }
 
 void k2_stream_cancel(k2_stream *s) {
-    if (s) atomic_store(&s->cancelled, true);
+    if (!s || atomic_exchange(&s->cancelled, true)) return;
+    pthread_mutex_lock(&s->hook_mu);
+    if (s->cancel_hook) s->cancel_hook(s->cancel_user);
+    pthread_mutex_unlock(&s->hook_mu);
+}
+
+void gen_stream_set_cancel_hook(k2_stream *s, void (*hook)(void *user), void *user) {
+    pthread_mutex_lock(&s->hook_mu);
+    s->cancel_hook = hook;
+    s->cancel_user = user;
+    if (hook && atomic_load(&s->cancelled)) hook(user);
+    pthread_mutex_unlock(&s->hook_mu);
 }
 
 bool k2_stream_cancelled(const k2_stream *s) {

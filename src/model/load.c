@@ -462,6 +462,7 @@ k2_status k2_model_from_gguf(k2_gguf *g, const k2_model_options *opt, k2_model *
         return k2_err(err, K2_ENOMEM, "out of memory loading a model");
     }
     m->gguf = g;
+    atomic_init(&m->refs, 1);
     loader ld = {m, k2_gguf_shard_path(g, 0) ? k2_gguf_shard_path(g, 0) : "model", err, 0};
     k2_status s = load_hparams(&ld, opt);
     if (s == K2_OK) s = load_tensors(&ld);
@@ -478,7 +479,7 @@ k2_status k2_model_from_gguf(k2_gguf *g, const k2_model_options *opt, k2_model *
                      "ignored (spec §4.7)", used ? "; " : "", ld.file);
     }
     if (s != K2_OK) {
-        k2_model_free(m);
+        model_destroy(m);
         return s;
     }
     *out = m;
@@ -495,6 +496,22 @@ k2_status k2_model_load(const char *path, const k2_model_options *opt, k2_model 
 
 void k2_model_free(k2_model *m) {
     if (!m) return;
+    if (m->release) {
+        m->release(m);
+        return;
+    }
+    if (atomic_fetch_sub(&m->refs, 1) != 1) return;
+    model_destroy(m);
+}
+
+k2_model *k2_model_ref(k2_model *m) {
+    if (m) atomic_fetch_add(&m->refs, 1);
+    return m;
+}
+
+void model_destroy(k2_model *m) {
+    if (!m) return;
+    if (m->ext_free) m->ext_free(m->ext);
     k2_gguf_close(m->gguf);
     free(m->layers);
     free(m->rope_freq);

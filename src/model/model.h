@@ -10,6 +10,7 @@
 #include "base/base.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* A matrix bound in place: `rows` rows of `cols` elements of `type`, row stride `row_bytes`.
  * 3-D tensors are viewed as a stack of such matrices (slice stride `slice_bytes`). */
@@ -64,7 +65,18 @@ struct k2_model {
     float *owned;            /* legacy attn_kv_b split into f32 k_b/v_b */
     int64_t max_cols;        /* widest weight input, for dequant scratch */
     char warnings[512];
+    /* Sharing (src/runtime): a reference count (1 after loading), an optional owner hook
+     * that k2_model_free calls instead of dropping a reference itself (the open-model
+     * registry drops it under its lock), and an attachment (tokenizer, generator) freed
+     * with the model. */
+    atomic_int refs;
+    void (*release)(k2_model *m);
+    void *ext;
+    void (*ext_free)(void *ext);
 };
+
+/* Frees the weights and the attachment, whatever the reference count. */
+void model_destroy(k2_model *m);
 
 /* f32 dot product with 8 independent partial sums (vectorizes without fast-math). */
 static inline float model_dot_f32(const float *a, const float *b, int64_t n) {
