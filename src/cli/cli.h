@@ -18,4 +18,37 @@ void cli_set_error(k2_error *err, k2_status st, const char *fmt, ...) __attribut
 /* True when arg is "-h" or "--help". */
 int cli_is_help(const char *arg);
 
+/* ---- k2 run / k2 chat (cli_gen.c) ---- */
+
+/* The model when none is named (K2_MODEL overrides it). */
+#define CLI_DEFAULT_MODEL "unsloth/Kimi-K2-Instruct-GGUF:UD-Q2_K_XL"
+const char *cli_default_model(void);
+
+/* Download / load progress on stderr (the open options' on_event). */
+typedef struct cli_progress {
+    bool tty, quiet, bar_shown;
+    double last_plain;
+    double ready_s;        /* load time reported by READY */
+} cli_progress;
+void cli_open_progress(const k2_open_event *ev, void *user);
+void cli_progress_done(cli_progress *p);
+
+/* Options shared by run and chat. */
+typedef struct cli_gen {
+    const char *model;
+    const char *system;
+    k2_completion_request req;      /* sampling, max_tokens, stops */
+    const char **stops;
+    size_t n_stops;
+    k2_model_open_options open;     /* generator context, tokenizer, Hub */
+    cli_progress progress;
+} cli_gen;
+
+void cli_gen_init(cli_gen *g);
+void cli_gen_free(cli_gen *g);
+/* Consumes argv[*pi] (and its value, advancing *pi) when it is a shared option: 1; not a
+ * shared option: 0; a bad value: -1. */
+int cli_gen_option(cli_gen *g, int argc, char **argv, int *pi);
+extern const char *CLI_GEN_HELP;
+
 #endif
