@@ -209,18 +209,19 @@ void cli_open_progress(const k2_open_event *ev, void *user) {
             if (h->file_index >= 0 || h->total_size == 0) break;
             human(h->total_done, a, sizeof a);
             human(h->total_size, b, sizeof b);
-            human((uint64_t)h->rate_bps, r, sizeof r);
+            if (h->rate_bps > 0) human((uint64_t)h->rate_bps, r, sizeof r);
+            else snprintf(r, sizeof r, "--");
             double pct = 100.0 * (double)h->total_done / (double)h->total_size;
             char eta[32] = "--";
             if (h->eta_s >= 0) snprintf(eta, sizeof eta, "%dm%02ds", (int)(h->eta_s / 60), (int)h->eta_s % 60);
             if (p->tty) {
-                fprintf(stderr, "\r\033[Kk2: %5.1f%%  %s / %s  %s/s  ETA %s", pct, a, b, r, eta);
+                fprintf(stderr, "\r\033[Kk2: %5.1f%%  %s / %s  %s%s  ETA %s", pct, a, b, r, h->rate_bps > 0 ? "/s" : "", eta);
                 p->bar_shown = true;
             } else {
                 double t = mono_s();
                 if (t - p->last_plain >= 1.0 || h->total_done == h->total_size) {
                     p->last_plain = t;
-                    fprintf(stderr, "k2: %.1f%% %s / %s %s/s eta %s\n", pct, a, b, r, eta);
+                    fprintf(stderr, "k2: %.1f%% %s / %s %s%s eta %s\n", pct, a, b, r, h->rate_bps > 0 ? "/s" : "", eta);
                 }
             }
             break;

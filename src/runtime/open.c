@@ -338,15 +338,19 @@ k2_status rtm_resolve_local(const char *ref, char **path, bool *is_local, k2_err
         return K2_ENOTFOUND;
     }
     *is_local = true;
-    char real[PATH_MAX];
-    if (!realpath(ref, real)) return k2_err(err, K2_EIO, "%s: cannot resolve the path", ref);
+    /* Paths keep their names (split shards are found by name beside the first one, and
+     * messages should name what the user gave); sharing compares real paths. */
     if (S_ISREG(st.st_mode)) {
-        *path = k2_strdup(real);
+        *path = k2_strdup(ref);
         return *path ? K2_OK : k2_err(err, K2_ENOMEM, "out of memory");
     }
     if (!S_ISDIR(st.st_mode)) return k2_err(err, K2_EINVAL, "%s is neither a file nor a folder", ref);
+    size_t rl = strlen(ref);
+    while (rl > 1 && ref[rl - 1] == '/') rl--;
+    char *dir = k2_strndup(ref, rl);
+    if (!dir) return k2_err(err, K2_ENOMEM, "out of memory");
     gguf_list l = {0};
-    scan_dir(real, 1, &l);
+    scan_dir(dir, 1, &l);
     k2_status rc = K2_OK;
     if (l.n == 0) {
         rc = k2_err(err, K2_ENOTFOUND, "folder %s holds no .gguf model", ref);
@@ -354,18 +358,24 @@ k2_status rtm_resolve_local(const char *ref, char **path, bool *is_local, k2_err
         qsort(l.paths, l.n, sizeof *l.paths, cmp_str);
         char names[600] = "";
         for (size_t i = 0; i < l.n && strlen(names) < 400; i++) {
-            const char *b = l.paths[i] + strlen(real) + 1;
+            const char *b = l.paths[i] + rl + 1;
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", b);
         }
         rc = k2_err(err, K2_EINVAL, "folder %s holds %zu GGUF models (%s): name the file", ref, l.n, names);
-    } else if (!realpath(l.paths[0], real)) {
-        rc = k2_err(err, K2_EIO, "%s: cannot resolve the path", l.paths[0]);
-    } else if (!(*path = k2_strdup(real))) {
-        rc = k2_err(err, K2_ENOMEM, "out of memory");
+    } else {
+        *path = l.paths[0];
+        l.paths[0] = NULL;
     }
     for (size_t i = 0; i < l.n; i++) free(l.paths[i]);
     free(l.paths);
+    free(dir);
     return rc;
+}
+
+/* "file:<real path>" + suffix: what makes two opens of local files the same instance. */
+static char *file_key(const char *path, const char *suffix) {
+    char real[PATH_MAX];
+    return k2_asprintf("file:%s%s", realpath(path, real) ? real : path, suffix ? suffix : "");
 }
 
 /* ---- tokenizer overrides ---- */
@@ -607,11 +617,10 @@ static void on_model_fetched(k2_future *f, void *user) {
         entry_fail(e, K2_STAGE_DOWNLOAD, &err);
         return;
     }
-    char real[PATH_MAX];
-    e->model_path = k2_strdup(realpath(r->model_path, real) ? real : r->model_path);
+    e->model_path = k2_strdup(r->model_path);
     k2_future_free(fut);
     char *suffix = key_suffix(&e->o, e->tok_src);
-    char *fk = k2_asprintf("file:%s%s", e->model_path, suffix ? suffix : "");
+    char *fk = e->model_path ? file_key(e->model_path, suffix) : NULL;
     free(suffix);
     pthread_mutex_lock(&reg_mu);
     e->file_key = fk;
@@ -733,7 +742,7 @@ k2_future *rtm_open(k2_runtime *rt, const char *ref, const k2_model_open_options
     char *suffix = key_suffix(opts, tok_key);
     char *key;
     if (path) {
-        key = k2_asprintf("file:%s%s", path, suffix ? suffix : "");
+        key = file_key(path, suffix);
     } else {
         const char *rev = opts->hub.revision ? opts->hub.revision : "";
         const char *ep = opts->hub.endpoint ? opts->hub.endpoint : getenv("HF_ENDPOINT");
