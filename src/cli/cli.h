@@ -26,8 +26,9 @@ const char *cli_default_model(void);
 
 /* Download / load progress on stderr (the open options' on_event). */
 typedef struct cli_progress {
-    bool tty, quiet, bar_shown;
+    bool tty, quiet, bar_shown, downloading;
     double last_plain;
+    uint64_t last_done;
     double ready_s;        /* load time reported by READY */
 } cli_progress;
 void cli_open_progress(const k2_open_event *ev, void *user);

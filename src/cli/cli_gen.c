@@ -192,6 +192,7 @@ void cli_open_progress(const k2_open_event *ev, void *user) {
             break;
         }
         case K2_HUB_EVENT_FILE_START:
+            p->downloading = true;
             if (!p->tty) fprintf(stderr, "k2: downloading %s\n", h->path);
             break;
         case K2_HUB_EVENT_FILE_DONE:
@@ -206,7 +207,9 @@ void cli_open_progress(const k2_open_event *ev, void *user) {
             fprintf(stderr, "k2: %s%s%s\n", h->path ? h->path : "", h->path ? ": " : "", h->message ? h->message : "");
             break;
         case K2_HUB_EVENT_PROGRESS: {
-            if (h->file_index >= 0 || h->total_size == 0) break;
+            if (h->file_index >= 0 || h->total_size == 0 || !p->downloading) break;
+            if (h->total_done == p->last_done) break;
+            p->last_done = h->total_done;
             human(h->total_done, a, sizeof a);
             human(h->total_size, b, sizeof b);
             if (h->rate_bps > 0) human((uint64_t)h->rate_bps, r, sizeof r);
