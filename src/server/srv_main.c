@@ -2,6 +2,7 @@
  * graceful stop (spec/server-api.md §6.9), metrics (§2.6) and logging. */
 #include "server/server.h"
 #include "async/async.h"
+#include "runtime/runtime.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -110,31 +111,12 @@ static void sanitize_id(char *id) {
         if (!isalnum((unsigned char)*c) && !strchr("._:-", *c)) *c = '-';
 }
 
+/* A local file or folder, or a Hub reference: the same resolution as k2 run / chat
+ * (src/runtime), waited for on this worker thread. */
 static k2_status resolve_path(srv *s, k2_error *err) {
-    struct stat st;
-    if (stat(s->o.model, &st) == 0) {
-        s->model_path = k2_strdup(s->o.model);
-        return K2_OK;
-    }
     k2_hub_options ho;
     k2_hub_options_init(&ho);
-    k2_future *f = k2_hub_fetch(s->rt, s->o.model, &ho);
-    if (!f) return k2_err(err, K2_EINTERNAL, "server: cannot start fetching %s", s->o.model);
-    k2_status rc = k2_future_wait(f, -1);
-    if (rc != K2_OK) {
-        const k2_error *fe = k2_future_error(f);
-        k2_err(err, rc, "%s", fe->message);
-        k2_future_free(f);
-        return rc;
-    }
-    const k2_hub_result *r = k2_hub_fetch_result(f);
-    if (!r || !r->model_path) {
-        k2_future_free(f);
-        return k2_err(err, K2_ENOTFOUND, "server: %s has no GGUF model file", s->o.model);
-    }
-    s->model_path = k2_strdup(r->model_path);
-    k2_future_free(f);
-    return K2_OK;
+    return rtm_fetch_model(s->rt, s->o.model, &ho, &s->model_path, NULL, err);
 }
 
 static k2_status do_load(srv *s, k2_error *err) {
