@@ -120,8 +120,16 @@ k2_status k2_complete_ref(k2_runtime *rt, const char *ref, const k2_model_open_o
                           const k2_completion_request *req, k2_stream **out, k2_error *err) {
     *out = NULL;
     if (!rt || !ref || !req) return k2_err(err, K2_EINVAL, "k2_complete_ref: a runtime, a reference and a request are required");
-    /* what can be checked without the model is checked now (no vocabulary bound yet) */
-    k2_status st = gen_request_validate(req, INT32_MAX, err);
+    /* What can be checked without the model is checked now. The vocabulary is not known
+     * yet: bound it by the largest id the request names (the model's own bound applies
+     * when the completion starts; the sampler probe allocates n_vocab entries). */
+    int32_t bound = 1;
+    for (size_t i = 0; req->sampling.logit_bias && i < req->sampling.n_logit_bias; i++)
+        if (req->sampling.logit_bias[i].token >= bound && req->sampling.logit_bias[i].token < INT32_MAX)
+            bound = req->sampling.logit_bias[i].token + 1;
+    for (size_t i = 0; req->stop_ids && i < req->n_stop_ids; i++)
+        if (req->stop_ids[i] >= bound && req->stop_ids[i] < INT32_MAX) bound = req->stop_ids[i] + 1;
+    k2_status st = gen_request_validate(req, bound, err);
     if (st != K2_OK) return st;
     fwd *w = k2_calloc(1, sizeof *w);
     if (!w) return k2_err(err, K2_ENOMEM, "out of memory");

@@ -728,7 +728,8 @@ k2_future *rtm_open(k2_runtime *rt, const char *ref, const k2_model_open_options
         struct stat sst;
         if (stat(opts->tokenizer, &sst) == 0 && realpath(opts->tokenizer, real)) {
             tok_key = k2_strdup(real);
-        } else if (!looks_like_path(opts->tokenizer)) {
+        } else if (!looks_like_path(opts->tokenizer) && !ends_with(opts->tokenizer, ".json") &&
+                   !ends_with(opts->tokenizer, ".model")) {
             tok_key = k2_strdup(opts->tokenizer);
             tok_hub = true;
         } else {

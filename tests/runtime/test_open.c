@@ -448,11 +448,14 @@ int main(void) {
     k2_error err;
     CHECK_OK(k2_runtime_new(NULL, &rt, &err), &err);
     if (!rt) return k2t_finish("test_open");
-    test_local_file_and_sharing(rt, path);
-    test_tokenizer_override(rt, path);
-    test_errors_as_chunks(rt, path);
-    test_cancel_open(rt, path);
-    test_hub(rt, path);
+    uint64_t t0 = k2_now_ns();
+#define STEP(call) do { call; fprintf(stderr, "%-40s %.2f s\n", #call, (double)(k2_now_ns() - t0) / 1e9); t0 = k2_now_ns(); } while (0)
+    STEP(test_local_file_and_sharing(rt, path));
+    STEP(test_tokenizer_override(rt, path));
+    STEP(test_errors_as_chunks(rt, path));
+    STEP(test_cancel_open(rt, path));
+    STEP(test_hub(rt, path));
+#undef STEP
     /* plain k2_model_load models get a tokenizer and a generator on first use too */
     k2_model *m = NULL;
     CHECK_OK(k2_model_load(path, NULL, &m, &err), &err);
