@@ -70,14 +70,20 @@ static void *fwd_main(void *arg) {
         k2_error err;
         k2_status st = K2_OK;
         pthread_mutex_lock(&w->mu);
-        if (w->cancelled) {
+        bool cancelled = w->cancelled;
+        pthread_mutex_unlock(&w->mu);
+        if (cancelled) {
             fin.c.type = K2_CHUNK_DONE;
             fin.c.finish = K2_FINISH_CANCELLED;
         } else {
+            /* outside the lock: making the generator may take a while, and the cancel hook
+             * must not wait for it */
             st = k2_complete(m, gen_request_view(w->req), &inner, &err);
+            pthread_mutex_lock(&w->mu);
             w->inner = inner;
+            if (inner && w->cancelled) k2_stream_cancel(inner);
+            pthread_mutex_unlock(&w->mu);
         }
-        pthread_mutex_unlock(&w->mu);
         if (st != K2_OK) {
             fin.c.type = K2_CHUNK_ERROR;
             fin.c.stage = K2_STAGE_PROMPT;

@@ -290,6 +290,21 @@ static void test_errors_as_chunks(k2_runtime *rt, const char *path) {
         k2_stream_free(s);
     }
 
+    /* a stop id outside the model's vocabulary: known only once the model is open */
+    int32_t far_id = 5000;
+    k2_completion_request badreq = req;
+    badreq.stop_ids = &far_id;
+    badreq.n_stop_ids = 1;
+    o.generator.context.n_ctx = 256;
+    s = NULL;
+    CHECK_OK(k2_complete_ref(rt, path, &o, &badreq, &s, &err), &err);
+    if (s) {
+        collect(s, &r);
+        CHECK_MSG(r.final.type == K2_CHUNK_ERROR && r.final.stage == K2_STAGE_PROMPT && strstr(r.msg, "stop_ids"),
+                  "type %d stage %d: %s", r.final.type, r.final.stage, r.msg);
+        k2_stream_free(s);
+    }
+
     /* success through the same path */
     o.generator.context.n_ctx = 256;
     s = NULL;
