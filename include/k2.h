@@ -607,9 +607,282 @@ k2_status k2_hub_cache_remove(const char *cache_dir, const char *repo_id, k2_err
  * Generation and completion streams (src/generate, src/runtime)
  * ======================================================================== */
 
+/* ---- Sampling ----
+ *
+ * Per generated token, in this order (spec/server-api.md §2.3.1, "Sampling semantics"):
+ *   1. logit_bias[id] is added (a bias of -INFINITY bans a token);
+ *   2. repeat_penalty r != 1: for every distinct id among the last repeat_last_n tokens of
+ *      prompt + output, a positive logit is divided by r, a negative one multiplied by r;
+ *   3. frequency_penalty f / presence_penalty p (OpenAI), counts over the generated tokens
+ *      only: logit[j] -= count[j]*f + (count[j] > 0 ? p : 0);
+ *   4. temperature <= 0 or top_p <= 0: the arg-max (lowest id on ties) is taken; stop;
+ *   5. top_k > 0: keep the k largest logits (ties broken towards the lower id);
+ *   6. softmax (at temperature 1); top_p < 1: keep the smallest prefix of the tokens sorted
+ *      by probability whose mass reaches top_p (at least one token);
+ *   7. min_p > 0: drop the tokens whose probability is below min_p x the largest;
+ *   8. divide the remaining logits by temperature, softmax, and draw with k2's own PRNG
+ *      (xoshiro256** seeded through splitmix64), so that the same seed and the same logits
+ *      give the same token on every platform.
+ * Probabilities are computed in double precision over the candidates in (logit desc, id asc)
+ * order. */
+
+/* One logit bias entry. */
+typedef struct k2_logit_bias {
+    int32_t token;
+    float bias;     /* added to the logit; -INFINITY bans the token */
+} k2_logit_bias;
+
+typedef struct k2_sampling_options {
+    float temperature;        /* default 0.6 (Moonshot's recommendation for Kimi-K2-Instruct);
+                               * 0 = greedy */
+    float top_p;              /* default 1 (off); 0 = greedy */
+    int32_t top_k;            /* default 0 (off) */
+    float min_p;              /* default 0 (off) */
+    float repeat_penalty;     /* default 1 (off) */
+    int32_t repeat_last_n;    /* window of repeat_penalty over prompt + output; default 64,
+                               * 0 = no penalty, -1 = the whole history */
+    float frequency_penalty;  /* default 0 */
+    float presence_penalty;   /* default 0 */
+    uint64_t seed;            /* PRNG seed, used when has_seed */
+    bool has_seed;            /* default false: a seed is drawn from the OS per sampler */
+    const k2_logit_bias *logit_bias;  /* copied by k2_sampler_new; NULL when none */
+    size_t n_logit_bias;
+} k2_sampling_options;
+
+void k2_sampling_options_init(k2_sampling_options *o);
+
+/* A sampler: the options above plus the token history the penalties need. Not
+ * thread-safe (one per sequence). */
+typedef struct k2_sampler k2_sampler;
+
+/* K2_EINVAL (naming the field) for out-of-range options or bias ids outside [0, n_vocab). */
+k2_status k2_sampler_new(const k2_sampling_options *o, int32_t n_vocab, k2_sampler **out,
+                         k2_error *err);
+void k2_sampler_free(k2_sampler *s);
+/* Records a token of the sequence: prompt tokens (generated = false) feed the repeat
+ * window only; generated tokens also feed the frequency/presence counts. */
+void k2_sampler_accept(k2_sampler *s, int32_t token, bool generated);
+/* Forgets the history (the PRNG state is kept). */
+void k2_sampler_reset(k2_sampler *s);
+/* Chooses the next token from n_vocab raw logits (not modified). K2_EINVAL when no token
+ * is left (every logit is -inf or NaN after bias). */
+k2_status k2_sampler_sample(k2_sampler *s, const float *logits, int32_t *token, k2_error *err);
+/* The seed actually used (the drawn one when has_seed was false). */
+uint64_t k2_sampler_seed(const k2_sampler *s);
+
+/* ---- Completion streams ----
+ *
+ * A completion runs on a thread of its own and reports through a k2_stream: zero or more
+ * DELTA chunks, then exactly one DONE or ERROR chunk. */
+
+typedef enum k2_chunk_type {
+    K2_CHUNK_DELTA = 1,
+    K2_CHUNK_DONE = 2,
+    K2_CHUNK_ERROR = 3
+} k2_chunk_type;
+
+typedef enum k2_finish_reason {
+    K2_FINISH_NONE = 0,
+    K2_FINISH_STOP,       /* a stop token or stop string */
+    K2_FINISH_LENGTH,     /* max_tokens reached or the context is full */
+    K2_FINISH_CANCELLED   /* k2_stream_cancel (or k2_stream_free) */
+} k2_finish_reason;
+
+/* "stop", "length", "cancelled" ("" for NONE). */
+const char *k2_finish_reason_name(k2_finish_reason r);
+
+typedef enum k2_error_stage {
+    K2_STAGE_DOWNLOAD = 0,
+    K2_STAGE_LOAD,
+    K2_STAGE_TOKENIZE,
+    K2_STAGE_PROMPT,
+    K2_STAGE_GENERATE
+} k2_error_stage;
+
+/* "download", "load", "tokenize", "prompt", "generate". */
+const char *k2_error_stage_name(k2_error_stage s);
+
+typedef struct k2_usage {
+    uint32_t prompt_tokens;      /* tokens of the rendered prompt */
+    uint32_t completion_tokens;  /* sampled tokens, a final stop token included */
+    uint32_t cached_tokens;      /* prompt tokens reused from the previous request's cache */
+} k2_usage;
+
+typedef struct k2_timings {
+    double ttft_ms;        /* request start (after slot wait) to the first sampled token */
+    double prompt_ms;      /* prefill time */
+    double prompt_tps;     /* evaluated prompt tokens per second (cached ones excluded) */
+    double gen_ms;         /* time after the first token until the end */
+    double gen_tps;        /* generated tokens per second after the first one */
+    double queue_ms;       /* time spent waiting for a free context */
+} k2_timings;
+
+typedef struct k2_chunk {
+    k2_chunk_type type;
+    /* DELTA: one per generated token that is not a stop token (ids = that token,
+     * n_ids = 1); `text` is the UTF-8 text that became safe to send at that token (whole
+     * characters only; may be empty while text is held back). A last DELTA with n_ids = 0
+     * carries text released at the end of generation, when there is any. */
+    const char *text;          /* NUL-terminated */
+    size_t text_len;
+    const int32_t *ids;
+    size_t n_ids;
+    /* DONE */
+    k2_finish_reason finish;
+    k2_usage usage;
+    k2_timings timings;
+    /* ERROR */
+    k2_error_stage stage;
+    k2_status status;
+    const char *message;       /* a sentence naming what failed */
+} k2_chunk;
+/* Pointers in a chunk stay valid until the next k2_stream_next on the same stream or
+ * k2_stream_free (in callback mode: until the callback returns). */
+
+typedef struct k2_stream k2_stream;
+
+/* Waits up to timeout_ms (< 0: no limit, 0: poll) for the next chunk. K2_OK with *chunk
+ * filled; K2_ETIMEOUT when none came in time; K2_ENOTFOUND once the final chunk (DONE or
+ * ERROR) has been returned; K2_EINVAL in callback mode. Only one consumer thread. */
+k2_status k2_stream_next(k2_stream *s, int64_t timeout_ms, k2_chunk *chunk);
+/* Callback mode: chunks are passed to cb instead of being queued: chunks already queued
+ * are delivered from this call, later ones on the producing thread as they come. cb must
+ * return quickly and must not call k2_stream_next or k2_stream_free. NULL cb: back to
+ * polling. */
+typedef void (*k2_chunk_cb)(const k2_chunk *chunk, void *user);
+void k2_stream_set_callback(k2_stream *s, k2_chunk_cb cb, void *user);
+/* Requests cancellation: generation stops before its next decode step (within one token;
+ * prompt evaluation between chunks) and the stream ends with DONE / K2_FINISH_CANCELLED.
+ * Callable from any thread, any number of times. */
+void k2_stream_cancel(k2_stream *s);
+bool k2_stream_cancelled(const k2_stream *s);
+/* Waits (timeout_ms < 0: no limit) until the producer has pushed the final chunk.
+ * K2_OK or K2_ETIMEOUT. */
+k2_status k2_stream_wait(k2_stream *s, int64_t timeout_ms);
+/* Cancels if still running and releases the consumer's reference (the producer keeps
+ * the object alive until it is done). Never blocks on generation. */
+void k2_stream_free(k2_stream *s);
+
+/* ---- Completions over a model ---- */
+
+/* A completion request. Exactly one prompt form is given. Everything is copied by
+ * k2_generate, so the caller's strings need not outlive the call. */
+typedef struct k2_completion_request {
+    /* prompt forms */
+    const k2_chat_message *messages;  /* chat: rendered with the model's chat template,
+                                       * generation prompt added */
+    size_t n_messages;
+    const char *tools_json;           /* chat: OpenAI tools array, or NULL */
+    const char *prompt;               /* raw text, tokenized with tokenize_flags */
+    unsigned tokenize_flags;          /* default K2_TOKENIZE_PARSE_SPECIAL | K2_TOKENIZE_ADD_SPECIAL */
+    const int32_t *prompt_ids;        /* already tokenized */
+    size_t n_prompt_ids;
+    /* generation */
+    k2_sampling_options sampling;
+    int32_t max_tokens;               /* <= 0: until the context is full (default) */
+    const char *const *stop;          /* stop strings (empty ones are dropped) */
+    size_t n_stop;
+    const int32_t *stop_ids;          /* extra stop tokens (the tokenizer's are always on) */
+    size_t n_stop_ids;
+    bool ignore_stop_tokens;          /* do not stop at the tokenizer's stop ids */
+    unsigned detok_flags;             /* default K2_DETOK_SKIP_SPECIAL */
+} k2_completion_request;
+
+void k2_completion_request_init(k2_completion_request *r);
+
+/* A generator serves completions from one model: it owns n_slots contexts, each keeping
+ * the tokens whose cache it holds so that a request sharing a prefix with the previous
+ * one evaluates only the rest (prefix reuse). Requests beyond n_slots wait for a free
+ * slot; each slot runs one request at a time, so concurrent streams give the same output
+ * as if each ran alone. */
+typedef struct k2_generator k2_generator;
+
+typedef struct k2_generator_options {
+    uint32_t n_slots;               /* contexts (default 1) */
+    k2_context_options context;     /* per-slot context options (k2_context_options_init) */
+    uint32_t prefill_chunk;         /* prompt tokens per k2_eval call (default 512); cancellation
+                                     * is checked between chunks */
+} k2_generator_options;
+
+void k2_generator_options_init(k2_generator_options *o);
+/* The model and tokenizer are borrowed and must outlive the generator. */
+k2_status k2_generator_new(k2_model *m, const k2_tokenizer *tok, const k2_generator_options *o,
+                           k2_generator **out, k2_error *err);
+/* Cancels running and waiting requests, waits for their threads, frees the contexts.
+ * Streams already handed out stay valid until k2_stream_free. */
+void k2_generator_free(k2_generator *g);
+uint32_t k2_generator_n_ctx(const k2_generator *g);
+/* Starts a completion on a thread of its own. Problems with the request itself
+ * (no prompt, bad sampling options) fail here with K2_EINVAL; problems found later
+ * (tokenization, context overflow, evaluation) arrive as an ERROR chunk. */
+k2_status k2_generate(k2_generator *g, const k2_completion_request *req, k2_stream **out,
+                      k2_error *err);
+
 /* ========================================================================
  * HTTP server (src/server)
  * ======================================================================== */
+
+/* An OpenAI-compatible HTTP/1.1 server over one model (spec/server-api.md), built on
+ * libmicrohttpd. The model loads asynchronously on the runtime's worker pool; until it is
+ * ready /health answers 503 "model_loading" (a failed load is reported there too). One
+ * scheduler thread owns the model contexts (one per slot) and steps every active slot once
+ * per iteration; HTTP handlers never wait for inference (connections are suspended and
+ * resumed). */
+typedef struct k2_server k2_server;
+
+typedef struct k2_server_options {
+    const char *model;             /* GGUF path or Hub reference (org/repo:QUANT) */
+    const char *host;              /* default "127.0.0.1" */
+    int port;                      /* default 8080; 0 = any free port (see k2_server_port) */
+    int parallel;                  /* slots decoding concurrently (default 1) */
+    uint32_t ctx_size;             /* total KV capacity; 0 = min(n_ctx_train, 32768) */
+    int batch_size;                /* prompt tokens per evaluation step (default 512) */
+    int threads;                   /* threads per context (0 = physical cores) */
+    const char *api_keys;          /* comma-separated keys, or NULL */
+    const char *api_key_file;      /* one key per line, '#' comments */
+    const char *model_id;          /* served id (default: general.name, else file name) */
+    const char *aliases;           /* comma-separated extra names */
+    bool accept_any_model;
+    const char *owned_by;          /* default "local" */
+    int queue_size;                /* waiting requests beyond the slots (default 32) */
+    uint64_t max_body_bytes;       /* default 16 MiB */
+    int read_timeout_s;            /* default 30 */
+    int keepalive_timeout_s;       /* default 60 */
+    int write_timeout_s;           /* default 60 */
+    int queue_timeout_s;           /* default 600 */
+    int sse_keepalive_s;           /* default 15; 0 disables */
+    int max_connections;           /* default 256 */
+    int max_concurrent_per_key;    /* admitted requests per API key (0 = unlimited) */
+    int64_t max_tokens_default;    /* chat default when the request gives none; 0 = unlimited */
+    int64_t max_tokens_cap;        /* hard cap on any request; 0 = none */
+    double max_generation_seconds; /* 0 = off */
+    size_t max_stream_buffer;      /* default 4 MiB */
+    bool metrics;                  /* /metrics (default true) */
+    bool test_mode;                /* accept test_script (spec §8.1); never on by default */
+    const char *cors_origin;       /* NULL = CORS disabled */
+    /* server sampling defaults (spec §2.3.1 built-ins) */
+    float temperature, top_p, min_p, repeat_penalty;
+    int32_t top_k;
+    bool quiet;                    /* no request log lines on stderr */
+} k2_server_options;
+
+void k2_server_options_init(k2_server_options *o);
+/* Binds the socket and starts serving at once (/health: loading); the model loads in the
+ * background. `rt` must outlive the server. */
+k2_status k2_server_start(k2_runtime *rt, const k2_server_options *o, k2_server **out,
+                          k2_error *err);
+/* The bound TCP port. */
+int k2_server_port(const k2_server *s);
+typedef enum k2_server_state {
+    K2_SERVER_LOADING = 0, K2_SERVER_READY, K2_SERVER_FAILED, K2_SERVER_STOPPING
+} k2_server_state;
+/* The current state; with FAILED, `err` (may be NULL) receives the load error. */
+k2_server_state k2_server_get_state(const k2_server *s, k2_error *err);
+/* Graceful stop (spec §6.9): /health answers shutting_down, queued requests are refused,
+ * running ones get up to grace_s seconds, then everything is cancelled and closed. */
+void k2_server_stop(k2_server *s, int grace_s);
+/* Stops (if not yet) and frees. */
+void k2_server_free(k2_server *s);
 
 #ifdef __cplusplus
 }
