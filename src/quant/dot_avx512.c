@@ -1,11 +1,380 @@
 /* AVX-512 (F/BW/VL + VNNI) dot-product kernels (compiled with per-file ISA flags, see
- * module.cmake; only called after a run-time CPU check). */
+ * module.cmake; only called after a run-time CPU check).
+ *
+ * Each type has one "row kernel": one weight row against up to 4 activation rows. The
+ * weights of a super-block are unpacked once into registers (codes, scale vectors) and
+ * then used for every token, so quant_matmul reads and decodes each weight block once
+ * per 4 tokens. vec_dot is the same row kernel with one token, which makes every
+ * quant_matmul result bit-identical to vec_dot: the per-(row, token) operations and
+ * their order do not depend on how many tokens share the weight decode.
+ *
+ * Integer parts are exact (_mm512_maddubs_epi16 pair sums stay below 2^15: unsigned
+ * codes <= 63 or |w| <= 127 with the sign moved onto the activation, whose codes are
+ * never -128, §4.2-4.4); scales are applied with VNNI _mm512_dpwssd_epi32 (int16 x int16
+ * accumulated into int32) or _mm512_dpbusd_epi32, and the f32 combination uses lanes and
+ * FMA, as §4.7 allows. */
 #include "quant/kernels.h"
+#include "quant/iq_tables.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define NT_MAX 4
+
+static inline float fp16(const uint8_t *p) { return _cvtsh_ss(qk_rd16(p)); }
+static inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
+static inline __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline __m128i load128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
+
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline float hsum512(__m512 v) {
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return hsum256(_mm256_add_ps(lo, hi));
+}
+static inline __m512i zext256(__m256i v) { return _mm512_inserti64x4(_mm512_setzero_si512(), v, 0); }
+
+/* Q8_K activation pieces (§3.4): f32 d at 0, int8 qs[256] at 4, int16 bsums[16] at 260. */
+static inline __m256i q8k_bsums(const uint8_t *y) { return load256(y + 260); }
+
+/* Word scale vector for 64 consecutive elements in 16-element groups: lane L (8 words)
+ * of vector k holds s16[4k + L]. */
+static inline __m512i group16_scales(__m256i s16, int k) {
+    const long long u = 0x0001000100010001LL;
+    const __m512i idx = _mm512_set_epi64(u * (4 * k + 3), u * (4 * k + 3), u * (4 * k + 2), u * (4 * k + 2),
+                                         u * (4 * k + 1), u * (4 * k + 1), u * (4 * k), u * (4 * k));
+    return _mm512_permutexvar_epi16(idx, zext256(s16));
+}
+
+/* The mm driver: rows in L2-sized chunks, tokens in groups of up to NT_MAX, each (row,
+ * token group) done by the type's row kernel with a compile-time token count. */
+#define DEFINE_DOT_MM(name)                                                                                          \
+    static void dot_##name(int64_t n, float *s, const void *w, const void *a) {                                     \
+        name##_rowx(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, s, 0);                                         \
+    }                                                                                                                \
+    static void mm_##name(int64_t n, const void *w, size_t rb, int64_t nr, const void *a, size_t ab, int64_t nt,     \
+                          float *out, size_t os) {                                                                   \
+        const uint8_t *W = w, *A = a;                                                                                \
+        int64_t chunk = rb ? (int64_t)((256u << 10) / rb) : nr;                                                      \
+        if (chunk < 1) chunk = 1;                                                                                    \
+        for (int64_t r0 = 0; r0 < nr; r0 += chunk) {                                                                 \
+            int64_t r1 = nr - r0 < chunk ? nr : r0 + chunk;                                                          \
+            for (int64_t t = 0; t < nt; t += NT_MAX) {                                                               \
+                int64_t m = nt - t < NT_MAX ? nt - t : NT_MAX;                                                       \
+                for (int64_t r = r0; r < r1; r++) {                                                                  \
+                    const uint8_t *x = W + (size_t)r * rb, *y = A + (size_t)t * ab;                                  \
+                    float *o = out + (size_t)t * os + r;                                                             \
+                    switch (m) {                                                                                     \
+                    case 1: name##_rowx(n, x, y, ab, 1, o, os); break;                                               \
+                    case 2: name##_rowx(n, x, y, ab, 2, o, os); break;                                               \
+                    case 3: name##_rowx(n, x, y, ab, 3, o, os); break;                                               \
+                    default: name##_rowx(n, x, y, ab, 4, o, os); break;                                              \
+                    }                                                                                                \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
+
+/* ---- Q4_K / Q5_K x Q8_K (§3.4) ---- */
+
+/* The 8 six-bit scales and mins of the 12-byte packing (§3.4.2), as bytes. */
+ALWAYS_INLINE void k4_scales(const uint8_t *p, uint64_t *S, uint64_t *M) {
+    uint32_t u0 = qk_rd32(p), u1 = qk_rd32(p + 4), u2 = qk_rd32(p + 8);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+    *S = (uint64_t)s_lo | ((uint64_t)s_hi << 32);
+    *M = (uint64_t)m_lo | ((uint64_t)m_hi << 32);
+}
+
+ALWAYS_INLINE void q45k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os,
+                             bool q5) {
+    __m512 acc[NT_MAX];
+    __m256 accm[NT_MAX];
+    for (int t = 0; t < nt; t++) { acc[t] = _mm512_setzero_ps(); accm[t] = _mm256_setzero_ps(); }
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    /* words: scale of 32-element sub-block 2k in the low half, 2k+1 in the high half */
+    const __m512i sidx[4] = {
+        _mm512_set_epi64(0x0001000100010001LL, 0x0001000100010001LL, 0x0001000100010001LL, 0x0001000100010001LL, 0, 0, 0, 0),
+        _mm512_set_epi64(0x0003000300030003LL, 0x0003000300030003LL, 0x0003000300030003LL, 0x0003000300030003LL,
+                         0x0002000200020002LL, 0x0002000200020002LL, 0x0002000200020002LL, 0x0002000200020002LL),
+        _mm512_set_epi64(0x0005000500050005LL, 0x0005000500050005LL, 0x0005000500050005LL, 0x0005000500050005LL,
+                         0x0004000400040004LL, 0x0004000400040004LL, 0x0004000400040004LL, 0x0004000400040004LL),
+        _mm512_set_epi64(0x0007000700070007LL, 0x0007000700070007LL, 0x0007000700070007LL, 0x0007000700070007LL,
+                         0x0006000600060006LL, 0x0006000600060006LL, 0x0006000600060006LL, 0x0006000600060006LL)};
+    const int bytes = q5 ? 176 : 144;
+    for (int64_t b = 0; b < n / 256; b++, x += bytes, a += QK_Q8K_BYTES) {
+        uint64_t S, M;
+        k4_scales(x + 4, &S, &M);
+        __m512i s16 = zext256(_mm256_cvtepu8_epi16(_mm_cvtsi64_si128((long long)S)));
+        __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)M), dup));
+        const uint8_t *qs = x + (q5 ? 48 : 16);
+        /* W[j]: codes of elements 64j..64j+63 (sub-blocks 2j, 2j+1) */
+        __m512i W[4], SC[4];
+        __m512i qh = q5 ? _mm512_inserti64x4(_mm512_castsi256_si512(load256(x + 16)),
+                                             _mm256_srli_epi16(load256(x + 16), 2), 1)
+                        : _mm512_setzero_si512();
+        for (int k = 0; k < 2; k++) {
+            __m512i z = load512(qs + 64 * k);
+            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            if (q5) {
+                /* lo half j=2k (qh bit 4k), high half j=2k+1 (bit 4k+2, pre-shifted by 2) */
+                __m512i hlo = k ? qh : _mm512_slli_epi16(qh, 4);
+                __m512i hhi = k ? _mm512_srli_epi16(qh, 1) : _mm512_slli_epi16(qh, 3);
+                lo = _mm512_ternarylogic_epi32(lo, hlo, m10, 0xf8); /* lo | (hlo & 0x10) */
+                hi = _mm512_ternarylogic_epi32(hi, hhi, m10, 0xf8);
+            }
+            W[2 * k] = _mm512_shuffle_i64x2(lo, hi, 0x44);
+            W[2 * k + 1] = _mm512_shuffle_i64x2(lo, hi, 0xee);
+        }
+        for (int j = 0; j < 4; j++) SC[j] = _mm512_permutexvar_epi16(sidx[j], s16);
+        float d = fp16(x), dmin = fp16(x + 2);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const uint8_t *q8 = y + 4;
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], load512(q8 + 64 * j)), SC[j]);
+            float ad = qk_f32(y);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * ad), _mm512_cvtepi32_ps(isum), acc[t]);
+            __m256i mins = _mm256_madd_epi16(q8k_bsums(y), m16);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * ad), _mm256_cvtepi32_ps(mins), accm[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]) - hsum256(accm[t]);
+}
+
+ALWAYS_INLINE void q4_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    q45k_rowx(n, x, a, ab, nt, out, os, false);
+}
+ALWAYS_INLINE void q5_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    q45k_rowx(n, x, a, ab, nt, out, os, true);
+}
+DEFINE_DOT_MM(q4_k)
+DEFINE_DOT_MM(q5_k)
+
+/* ---- Q6_K x Q8_K ---- */
+ALWAYS_INLINE void q6_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    for (int64_t b = 0; b < n / 256; b++, x += 210, a += QK_Q8K_BYTES) {
+        __m256i s16 = _mm256_cvtepi8_epi16(load128(x + 192));
+        __m256i corr16 = _mm256_slli_epi16(s16, 5); /* codes are q + 32 */
+        __m512i W[4], SC[4];
+        for (int h = 0; h < 2; h++) {
+            __m512i z = load512(x + 64 * h);
+            __m512i qh = _mm512_broadcast_i64x4(load256(x + 128 + 32 * h));
+            /* groups 0,1 (bits 0-1, 2-3 of qh) and 2,3 (bits 4-5, 6-7), moved to bits 4-5 */
+            __m512i h01 = _mm512_mask_slli_epi16(_mm512_slli_epi16(qh, 4), 0xffff0000u, qh, 2);
+            __m512i h23 = _mm512_mask_srli_epi16(qh, 0xffff0000u, qh, 2);
+            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            W[2 * h] = _mm512_ternarylogic_epi32(lo, h01, m30, 0xf8);
+            W[2 * h + 1] = _mm512_ternarylogic_epi32(hi, h23, m30, 0xf8);
+        }
+        for (int j = 0; j < 4; j++) SC[j] = group16_scales(s16, j);
+        float d = fp16(x + 208);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const uint8_t *q8 = y + 4;
+            __m512i isum = zext256(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(q8k_bsums(y), corr16)));
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], load512(q8 + 64 * j)), SC[j]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]);
+}
+DEFINE_DOT_MM(q6_k)
+
+/* ---- Q2_K / Q3_K x Q8_K: 2-bit planes over 128-halves ---- */
+
+/* W[j] = 2-bit codes of elements 64j..64j+63 from the 64 qs bytes. */
+ALWAYS_INLINE void planes2(const uint8_t *qs, __m512i W[4]) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    __m512i z = load512(qs);
+    __m512i v0 = _mm512_and_si512(z, m3), v1 = _mm512_and_si512(_mm512_srli_epi16(z, 2), m3);
+    __m512i v2 = _mm512_and_si512(_mm512_srli_epi16(z, 4), m3), v3 = _mm512_and_si512(_mm512_srli_epi16(z, 6), m3);
+    W[0] = _mm512_shuffle_i64x2(v0, v1, 0x44);
+    W[1] = _mm512_shuffle_i64x2(v2, v3, 0x44);
+    W[2] = _mm512_shuffle_i64x2(v0, v1, 0xee);
+    W[3] = _mm512_shuffle_i64x2(v2, v3, 0xee);
+}
+
+ALWAYS_INLINE void q2_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    __m256 accm[NT_MAX];
+    for (int t = 0; t < nt; t++) { acc[t] = _mm512_setzero_ps(); accm[t] = _mm256_setzero_ps(); }
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    for (int64_t b = 0; b < n / 256; b++, x += 84, a += QK_Q8K_BYTES) {
+        __m128i sc = load128(x);
+        __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
+        __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+        __m512i W[4], SC[4];
+        planes2(x + 16, W);
+        for (int j = 0; j < 4; j++) SC[j] = group16_scales(s16, j);
+        float d = fp16(x + 80), dmin = fp16(x + 82);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const uint8_t *q8 = y + 4;
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], load512(q8 + 64 * j)), SC[j]);
+            float ad = qk_f32(y);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(ad * d), _mm512_cvtepi32_ps(isum), acc[t]);
+            __m256i mins = _mm256_madd_epi16(q8k_bsums(y), m16);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(ad * dmin), _mm256_cvtepi32_ps(mins), accm[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]) - hsum256(accm[t]);
+}
+DEFINE_DOT_MM(q2_k)
+
+/* §3.4 Q3_K: the 16 signed scales, as 16 int8 in an xmm. */
+ALWAYS_INLINE __m128i q3k_scales(const uint8_t *p) {
+    uint32_t a0 = qk_rd32(p), a1 = qk_rd32(p + 4), a2 = qk_rd32(p + 8);
+    uint32_t w0 = (a0 & 0x0f0f0f0fu) | ((a2 & 0x03030303u) << 4);
+    uint32_t w1 = (a1 & 0x0f0f0f0fu) | (((a2 >> 2) & 0x03030303u) << 4);
+    uint32_t w2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((a2 >> 4) & 0x03030303u) << 4);
+    uint32_t w3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((a2 >> 6) & 0x03030303u) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)w0, (int)w1, (int)w2, (int)w3), _mm_set1_epi8(32));
+}
+
+ALWAYS_INLINE void q3_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4b = _mm512_set1_epi8(4);
+    for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
+        __m256i s16 = _mm256_cvtepi8_epi16(q3k_scales(x + 96));
+        __m256i corr16 = _mm256_slli_epi16(s16, 2); /* codes are q + 4 */
+        __m512i W[4], SC[4];
+        planes2(x + 32, W);
+        /* plane p = 2j (low half of W[j]) / 2j+1 (high half) takes hmask bit p */
+        __m256i hm = load256(x);
+        __m512i hm2 = _mm512_inserti64x4(_mm512_castsi256_si512(hm), _mm256_srli_epi16(hm, 1), 1);
+        W[0] = _mm512_ternarylogic_epi32(W[0], _mm512_slli_epi16(hm2, 2), m4b, 0xf8);
+        W[1] = _mm512_ternarylogic_epi32(W[1], hm2, m4b, 0xf8);
+        W[2] = _mm512_ternarylogic_epi32(W[2], _mm512_srli_epi16(hm2, 2), m4b, 0xf8);
+        W[3] = _mm512_ternarylogic_epi32(W[3], _mm512_srli_epi16(hm2, 4), m4b, 0xf8);
+        for (int j = 0; j < 4; j++) SC[j] = group16_scales(s16, j);
+        float d = fp16(x + 108);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const uint8_t *q8 = y + 4;
+            __m512i isum = zext256(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(q8k_bsums(y), corr16)));
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], load512(q8 + 64 * j)), SC[j]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]);
+}
+DEFINE_DOT_MM(q3_k)
+
+/* ---- Q8_0 x Q8_0: two blocks per zmm ---- */
+ALWAYS_INLINE void q8_0_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    __m256 acc1[NT_MAX];
+    for (int t = 0; t < nt; t++) { acc[t] = _mm512_setzero_ps(); acc1[t] = _mm256_setzero_ps(); }
+    const int64_t nb = n / 32;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *xb = x + 34 * b;
+        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(load256(xb + 2)), load256(xb + 36), 1);
+        __mmask64 neg = _mm512_movepi8_mask(q);
+        __m512i aq = _mm512_abs_epi8(q);
+        float d0 = fp16(xb), d1 = fp16(xb + 34);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *yb = a + (size_t)t * ab + 34 * b;
+            __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(load256(yb + 2)), load256(yb + 36), 1);
+            qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq, qy);
+            __m512 sc = _mm512_mask_broadcastss_ps(_mm512_set1_ps(d0 * fp16(yb)), 0xff00, _mm_set_ss(d1 * fp16(yb + 34)));
+            acc[t] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(p), acc[t]);
+        }
+    }
+    if (b < nb) {
+        const uint8_t *xb = x + 34 * b;
+        __m256i q = load256(xb + 2);
+        __m256i aq = _mm256_abs_epi8(q);
+        float d0 = fp16(xb);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *yb = a + (size_t)t * ab + 34 * b;
+            __m256i qy = _mm256_sign_epi8(load256(yb + 2), q);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, qy);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * fp16(yb)), _mm256_cvtepi32_ps(p), acc1[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]) + hsum256(acc1[t]);
+}
+DEFINE_DOT_MM(q8_0)
+
+/* ---- IQ4_XS x Q8_K ---- */
+ALWAYS_INLINE void iq4_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i kv = _mm512_broadcast_i32x4(load128(quant_kvalues_iq4nl));
+    /* W[m] = (lo, hi of sub-block 2m, lo, hi of 2m+1) from the nibble planes of 4 sub-blocks */
+    const __m512i pidx0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), pidx1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    const __m256i sh_lo = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), sh_hi = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i didx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                             _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                             _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
+                             _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
+    for (int64_t b = 0; b < n / 256; b++, x += 136, a += QK_Q8K_BYTES) {
+        /* ls[ib] = low nibble from scales_l, 2 high bits from scales_h (§3.5 IQ4_XS), minus 32 */
+        __m256i lo4 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)qk_rd32(x + 4)), sh_lo), _mm256_set1_epi32(0x0f));
+        __m256i hi2 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)qk_rd16(x + 2) << 4), sh_hi), _mm256_set1_epi32(0x30));
+        __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo4, hi2), _mm256_set1_epi32(32));
+        /* each dword = (ls, ls) as two int16 for dpwssd */
+        __m512i ls2 = zext256(_mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(ls, 16)));
+        __m512i W[4], SC[4];
+        __mmask64 NEG[4];
+        for (int k = 0; k < 2; k++) {
+            __m512i z = load512(x + 8 + 64 * k);
+            __m512i lo = _mm512_shuffle_epi8(kv, _mm512_and_si512(z, m4));
+            __m512i hi = _mm512_shuffle_epi8(kv, _mm512_and_si512(_mm512_srli_epi16(z, 4), m4));
+            __m512i w0 = _mm512_permutex2var_epi64(lo, pidx0, hi), w1 = _mm512_permutex2var_epi64(lo, pidx1, hi);
+            NEG[2 * k] = _mm512_movepi8_mask(w0);
+            NEG[2 * k + 1] = _mm512_movepi8_mask(w1);
+            W[2 * k] = _mm512_abs_epi8(w0);
+            W[2 * k + 1] = _mm512_abs_epi8(w1);
+        }
+        for (int j = 0; j < 4; j++) SC[j] = _mm512_permutexvar_epi32(didx[j], ls2);
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const uint8_t *q8 = y + 4;
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++) {
+                __m512i qy = load512(q8 + 64 * j);
+                qy = _mm512_mask_sub_epi8(qy, NEG[j], _mm512_setzero_si512(), qy);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], qy), SC[j]);
+            }
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq4_xs)
+
 void quant_kernels_avx512(quant_kernel_table *t) {
-    (void)t;
+#define REG(T, name) (t->dot[K2_TYPE_##T] = dot_##name, t->mm[K2_TYPE_##T] = mm_##name)
+    REG(Q4_K, q4_k);
+    REG(Q5_K, q5_k);
+    REG(Q6_K, q6_k);
+    REG(Q2_K, q2_k);
+    REG(Q3_K, q3_k);
+    REG(Q8_0, q8_0);
+    REG(IQ4_XS, iq4_xs);
+#undef REG
 }
 #endif
