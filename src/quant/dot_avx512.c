@@ -366,6 +366,310 @@ ALWAYS_INLINE void iq4_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, si
 }
 DEFINE_DOT_MM(iq4_xs)
 
+
+/* ---- grid I-quants x Q8_K (§3.5): 64 elements (two 32-element sub-blocks) per zmm ---- */
+
+/* Grid rows by index. Measured on Cascade Lake (quant_bench): a 16-dword gather beats 16
+ * scalar loads, but an 8-qword gather loses to 8 scalar loads, so the 64-bit grids are
+ * read with scalar loads. */
+ALWAYS_INLINE __m512i grid64x8(const uint64_t *tab, __m256i idx) {
+    uint32_t i[8];
+    _mm256_storeu_si256((__m256i *)i, idx);
+    return _mm512_set_epi64((long long)tab[i[7]], (long long)tab[i[6]], (long long)tab[i[5]], (long long)tab[i[4]],
+                            (long long)tab[i[3]], (long long)tab[i[2]], (long long)tab[i[1]], (long long)tab[i[0]]);
+}
+ALWAYS_INLINE __m512i grid32x16(const uint32_t *tab, __m512i idx) {
+    return _mm512_i32gather_epi32(idx, (const void *)tab, 4);
+}
+
+/* Sign bytes from 7-bit sign indices held one per byte (bits 0-6): bit 7 = parity of
+ * the other seven, i.e. the ksigns table of §3.5.1, computed for 64 indices at once. */
+static inline __m512i signs_parity(__m512i v) {
+    __m512i p = _mm512_xor_si512(v, _mm512_srli_epi16(v, 4)); /* word shifts: bits 0-3 of */
+    p = _mm512_xor_si512(p, _mm512_srli_epi16(p, 2));         /* each byte only ever mix */
+    p = _mm512_xor_si512(p, _mm512_srli_epi16(p, 1));         /* that byte's own bits */
+    return _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(p, 7), _mm512_set1_epi8((char)0x80), 0xf8);
+}
+/* Qwords whose low dword holds four 7-bit sign indices (bits 0-27): the indices, one per
+ * byte, in the low dword. */
+static inline __m512i spread7(__m512i sw) {
+    const __m512i m7 = _mm512_set1_epi64(0x7f);
+    __m512i r = _mm512_and_si512(sw, m7);
+    r = _mm512_or_si512(r, _mm512_and_si512(_mm512_slli_epi64(sw, 1), _mm512_slli_epi64(m7, 8)));
+    r = _mm512_or_si512(r, _mm512_and_si512(_mm512_slli_epi64(sw, 2), _mm512_slli_epi64(m7, 16)));
+    return _mm512_or_si512(r, _mm512_and_si512(_mm512_slli_epi64(sw, 3), _mm512_slli_epi64(m7, 24)));
+}
+/* k-mask of the 64 elements of pair m from 32 sign bytes (8 per pair, qword m of S):
+ * bit e set when element e is negated. */
+static inline __mmask64 sign_mask_pair(__m256i S, int m) {
+    const __m512i spread = _mm512_set_epi64(0x0707070707070707LL, 0x0606060606060606LL, 0x0505050505050505LL,
+                                            0x0404040404040404LL, 0x0303030303030303LL, 0x0202020202020202LL,
+                                            0x0101010101010101LL, 0);
+    const __m512i bits = _mm512_set1_epi64((long long)0x8040201008040201ULL);
+    __m512i v = _mm512_permutexvar_epi64(_mm512_set1_epi64(m), zext256(S));
+    /* within each 128-bit lane the qword sits at bytes 0-7 (and 8-15); lane L needs bytes 2L, 2L+1 */
+    return _mm512_test_epi8_mask(_mm512_shuffle_epi8(v, spread), bits);
+}
+/* Word scale vectors from one value per 32-element sub-block (qword k = sub-block k, value
+ * in bits 0-15): SC for pair m = sub-block 2m in the low half, 2m+1 in the high half. */
+static inline __m512i pair_scales(__m512i q, int m) {
+    q = _mm512_or_si512(q, _mm512_slli_epi64(q, 16));
+    q = _mm512_or_si512(q, _mm512_slli_epi64(q, 32));
+    const __m512i idx = _mm512_set_epi64(2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m, 2 * m, 2 * m, 2 * m);
+    return _mm512_permutexvar_epi64(idx, q);
+}
+/* Element e of a 64-element run is negated when bit e of the mask is set. */
+static inline __m512i neg_where(__m512i y, __mmask64 m) { return _mm512_mask_sub_epi8(y, m, _mm512_setzero_si512(), y); }
+/* int16 scale s0 for the low 32 elements, s1 for the high 32. */
+static inline __m512i scale2(int s0, int s1) {
+    return _mm512_mask_set1_epi16(_mm512_set1_epi16((short)s0), 0xffff0000u, (short)s1);
+}
+
+ALWAYS_INLINE void iq2_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m128i pick = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
+    for (int64_t b = 0; b < n / 256; b++, x += 66, a += QK_Q8K_BYTES) {
+        /* qword ib = (4 grid indices, sign/scale word sw) */
+        __m512i sw = _mm512_srli_epi64(load512(x + 2), 32);
+        __m256i S = _mm512_cvtepi64_epi32(signs_parity(spread7(sw)));
+        __m512i ls = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srli_epi64(sw, 28), 1), _mm512_set1_epi64(1));
+        __m512i G[4], SC[4];
+        __mmask64 NEG[4];
+        for (int m = 0; m < 4; m++) {
+            __m256i idx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(load128(x + 2 + 16 * m), pick));
+            G[m] = grid64x8(quant_iq2xxs_grid, idx);
+            NEG[m] = sign_mask_pair(S, m);
+            SC[m] = pair_scales(ls, m);
+        }
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            __m512i isum = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq2_xxs)
+
+ALWAYS_INLINE void iq3_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 98, a += QK_Q8K_BYTES) {
+        __m512i sw = _mm512_cvtepu32_epi64(load256(x + 66));
+        __m256i S = _mm512_cvtepi64_epi32(signs_parity(spread7(sw)));
+        __m512i ls = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srli_epi64(sw, 28), 1), _mm512_set1_epi64(1));
+        __m512i G[4], SC[4];
+        __mmask64 NEG[4];
+        for (int m = 0; m < 4; m++) {
+            G[m] = grid32x16(quant_iq3xxs_grid, _mm512_cvtepu8_epi32(load128(x + 2 + 16 * m)));
+            NEG[m] = sign_mask_pair(S, m);
+            SC[m] = pair_scales(ls, m);
+        }
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            __m512i isum = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.25f * hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq3_xxs)
+
+ALWAYS_INLINE void iq3_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i b8 = _mm512_set1_epi32(256);
+    for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
+        __m512i G[4], SC[4];
+        __mmask64 NEG[4];
+        for (int m = 0; m < 4; m++) {
+            __m512i idx = _mm512_cvtepu8_epi32(load128(x + 2 + 16 * m));
+            idx = _mm512_mask_add_epi32(idx, (__mmask16)qk_rd16(x + 66 + 2 * m), idx, b8); /* qh: bit 8 */
+            G[m] = grid32x16(quant_iq3s_grid, idx);
+            uint64_t sg;
+            memcpy(&sg, x + 74 + 8 * m, 8);
+            NEG[m] = _cvtu64_mask64(sg);
+            int sc = x[106 + m];
+            SC[m] = scale2(2 * (sc & 0x0f) + 1, 2 * (sc >> 4) + 1);
+        }
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            __m512i isum = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq3_s)
+
+/* Scale words of 16-element groups j = 0..15 where the scale is a nibble of the 8 bytes
+ * at p (low nibble first): 2 * nibble + 1. */
+static inline __m256i nibble_scales16(const uint8_t *p) {
+    __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0f)), hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+    __m256i s = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi));
+    return _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
+}
+
+ALWAYS_INLINE void iq2_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m128i m9 = _mm_set1_epi16(511);
+    for (int64_t b = 0; b < n / 256; b++, x += 74, a += QK_Q8K_BYTES) {
+        /* 32 words: 9-bit grid index | 7-bit sign index << 9 */
+        __m256i S = _mm512_castsi512_si256(signs_parity(zext256(_mm512_cvtepi16_epi8(_mm512_srli_epi16(load512(x + 2), 9)))));
+        __m256i s16 = nibble_scales16(x + 66);
+        __m512i G[4], SC[4];
+        __mmask64 NEG[4];
+        for (int m = 0; m < 4; m++) {
+            G[m] = grid64x8(quant_iq2xs_grid, _mm256_cvtepu16_epi32(_mm_and_si128(load128(x + 2 + 16 * m), m9)));
+            NEG[m] = sign_mask_pair(S, m);
+            SC[m] = group16_scales(s16, m);
+        }
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            __m512i isum = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq2_xs)
+
+ALWAYS_INLINE void iq2_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    for (int64_t b = 0; b < n / 256; b++, x += 82, a += QK_Q8K_BYTES) {
+        __m512i G[4], SC[4];
+        __mmask64 NEG[4];
+        __m256i s16 = nibble_scales16(x + 74);
+        for (int m = 0; m < 4; m++) {
+            /* group 8m+l: qs byte | 2 bits of qh[2m + l/4] << 8 */
+            __m256i hb = _mm256_srlv_epi32(_mm256_set1_epi32((int)qk_rd16(x + 66 + 2 * m)), sh);
+            hb = _mm256_slli_epi32(_mm256_and_si256(hb, _mm256_set1_epi32(3)), 8);
+            __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + 2 + 8 * m))), hb);
+            G[m] = grid64x8(quant_iq2s_grid, idx);
+            uint64_t sg;
+            memcpy(&sg, x + 34 + 8 * m, 8);
+            NEG[m] = _cvtu64_mask64(sg);
+            SC[m] = group16_scales(s16, m);
+        }
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            __m512i isum = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq2_s)
+
+/* IQ1_S: grid values -1..1 used as 0..2 (codes + 1), corrected with the bsums; the
+ * +-1/8 delta (§3.5 IQ1_S) folded in as 8 * sum + delta sum, all in integers. */
+ALWAYS_INLINE void iq1_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i one8 = _mm512_set1_epi8(1);
+    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9);
+    const __m512i didx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                             _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                             _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
+                             _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
+    for (int64_t b = 0; b < n / 256; b++, x += 50, a += QK_Q8K_BYTES) {
+        __m128i H = load128(x + 34); /* qh[ib], ib = 0..7 */
+        __m128i ls = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(H, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
+        __m128i neg = _mm_srai_epi16(H, 15);
+        __m128i lss = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg); /* ls with the delta sign */
+        /* words 2ib, 2ib+1 = value of sub-block ib: for the 16 bsums, and as dword pairs */
+        __m256i ls16 = _mm256_set_m128i(_mm_unpackhi_epi16(ls, ls), _mm_unpacklo_epi16(ls, ls));
+        __m256i lss16 = _mm256_set_m128i(_mm_unpackhi_epi16(lss, lss), _mm_unpacklo_epi16(lss, lss));
+        /* per token: 8 * (-sum ls * bsum) + sum lss * bsum, as bsums * (lss - 8 ls) */
+        __m256i corr16 = _mm256_sub_epi16(lss16, _mm256_slli_epi16(ls16, 3));
+        __m512i G[4], SC[4];
+        for (int m = 0; m < 4; m++) {
+            __m256i hh = _mm256_setr_epi32(qk_rd16(x + 34 + 4 * m), qk_rd16(x + 34 + 4 * m), qk_rd16(x + 34 + 4 * m),
+                                           qk_rd16(x + 34 + 4 * m), qk_rd16(x + 36 + 4 * m), qk_rd16(x + 36 + 4 * m),
+                                           qk_rd16(x + 36 + 4 * m), qk_rd16(x + 36 + 4 * m));
+            hh = _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(hh, sh), _mm256_set1_epi32(7)), 8);
+            __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + 2 + 8 * m))), hh);
+            G[m] = _mm512_add_epi8(grid64x8(quant_iq1s_grid, idx), one8);
+            SC[m] = _mm512_permutexvar_epi32(didx[m], zext256(ls16));
+        }
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            __m512i isum = _mm512_setzero_si512();
+            for (int m = 0; m < 4; m++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], load512(y + 4 + 64 * m)), SC[m]);
+            isum = _mm512_add_epi32(_mm512_slli_epi32(isum, 3), zext256(_mm256_madd_epi16(q8k_bsums(y), corr16)));
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq1_s)
+
+/* IQ1_M: the weight of element e is 8 * grid + delta (delta = +-1 per group of 8), used as
+ * that plus 9 (0..18) and corrected with the bsums; the result is 1/8 of the sum. */
+ALWAYS_INLINE void iq1_m_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m512 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i one8 = _mm512_set1_epi8(1), two8 = _mm512_set1_epi8(2);
+    const __m256i sh4 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m128i dup = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3);
+    const __m256i sh3 = _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
+    for (int64_t b = 0; b < n / 256; b++, x += 56, a += QK_Q8K_BYTES) {
+        uint16_t sw[4];
+        for (int i = 0; i < 4; i++) sw[i] = qk_rd16(x + 48 + 2 * i);
+        uint16_t dbits = (uint16_t)((sw[0] >> 12) | ((sw[1] >> 8) & 0x00f0) | ((sw[2] >> 4) & 0x0f00) | (sw[3] & 0xf000));
+        /* ls of 16-element group j: 3 bits at 3 * (j % 4) of sw[j / 4] */
+        __m128i swv = _mm_loadl_epi64((const __m128i *)(x + 48));
+        __m256i ls16 = _mm256_set_m128i(_mm_shuffle_epi8(_mm_srli_si128(swv, 4), dup), _mm_shuffle_epi8(swv, dup));
+        ls16 = _mm256_and_si256(_mm256_srlv_epi16(ls16, sh3), _mm256_set1_epi16(7));
+        ls16 = _mm256_add_epi16(_mm256_add_epi16(ls16, ls16), _mm256_set1_epi16(1));
+        __m256i corr16 = _mm256_mullo_epi16(ls16, _mm256_set1_epi16(9));
+        __m512i G[4], SC[4];
+        for (int m = 0; m < 4; m++) {
+            /* groups 8m..8m+7: nibbles of qh[4m..4m+3] */
+            __m256i nib = _mm256_srlv_epi32(_mm256_set1_epi32((int)qk_rd32(x + 32 + 4 * m)), sh4);
+            __mmask8 dneg = _mm256_test_epi32_mask(nib, _mm256_set1_epi32(8));
+            __m256i hb = _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 8);
+            __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + 8 * m))), hb);
+            __m512i g = _mm512_slli_epi16(_mm512_add_epi8(grid64x8(quant_iq1s_grid, idx), one8), 3); /* 8 * (grid + 1) */
+            /* + 1 + delta: 2 where delta = +1, 0 where -1 */
+            G[m] = _mm512_add_epi8(g, _mm512_maskz_mov_epi64((__mmask8)~dneg, two8));
+            SC[m] = group16_scales(ls16, m);
+        }
+        float d = quant_fp16_to_f32(dbits);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            __m512i isum = zext256(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(q8k_bsums(y), corr16)));
+            for (int m = 0; m < 4; m++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], load512(y + 4 + 64 * m)), SC[m]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
+}
+DEFINE_DOT_MM(iq1_m)
+
 void quant_kernels_avx512(quant_kernel_table *t) {
 #define REG(T, name) (t->dot[K2_TYPE_##T] = dot_##name, t->mm[K2_TYPE_##T] = mm_##name)
     REG(Q4_K, q4_k);
@@ -375,6 +679,13 @@ void quant_kernels_avx512(quant_kernel_table *t) {
     REG(Q3_K, q3_k);
     REG(Q8_0, q8_0);
     REG(IQ4_XS, iq4_xs);
+    REG(IQ3_S, iq3_s);
+    REG(IQ2_XS, iq2_xs);
+    REG(IQ2_S, iq2_s);
+    REG(IQ1_M, iq1_m);
+    REG(IQ2_XXS, iq2_xxs);
+    REG(IQ3_XXS, iq3_xxs);
+    REG(IQ1_S, iq1_s);
 #undef REG
 }
 #endif
