@@ -390,15 +390,6 @@ static inline __m512i signs_parity(__m512i v) {
     p = _mm512_xor_si512(p, _mm512_srli_epi16(p, 1));         /* that byte's own bits */
     return _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(p, 7), _mm512_set1_epi8((char)0x80), 0xf8);
 }
-/* Qwords whose low dword holds four 7-bit sign indices (bits 0-27): the indices, one per
- * byte, in the low dword. */
-static inline __m512i spread7(__m512i sw) {
-    const __m512i m7 = _mm512_set1_epi64(0x7f);
-    __m512i r = _mm512_and_si512(sw, m7);
-    r = _mm512_or_si512(r, _mm512_and_si512(_mm512_slli_epi64(sw, 1), _mm512_slli_epi64(m7, 8)));
-    r = _mm512_or_si512(r, _mm512_and_si512(_mm512_slli_epi64(sw, 2), _mm512_slli_epi64(m7, 16)));
-    return _mm512_or_si512(r, _mm512_and_si512(_mm512_slli_epi64(sw, 3), _mm512_slli_epi64(m7, 24)));
-}
 /* k-mask of the 64 elements of pair m from 32 sign bytes (8 per pair, qword m of S):
  * bit e set when element e is negated. */
 static inline __mmask64 sign_mask_pair(__m256i S, int m) {
@@ -425,62 +416,7 @@ static inline __m512i scale2(int s0, int s1) {
     return _mm512_mask_set1_epi16(_mm512_set1_epi16((short)s0), 0xffff0000u, (short)s1);
 }
 
-ALWAYS_INLINE void iq2_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
-    __m512 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    const __m128i pick = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
-    for (int64_t b = 0; b < n / 256; b++, x += 66, a += QK_Q8K_BYTES) {
-        /* qword ib = (4 grid indices, sign/scale word sw) */
-        __m512i sw = _mm512_srli_epi64(load512(x + 2), 32);
-        __m256i S = _mm512_cvtepi64_epi32(signs_parity(spread7(sw)));
-        __m512i ls = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srli_epi64(sw, 28), 1), _mm512_set1_epi64(1));
-        __m512i G[4], SC[4];
-        __mmask64 NEG[4];
-        for (int m = 0; m < 4; m++) {
-            __m256i idx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(load128(x + 2 + 16 * m), pick));
-            G[m] = grid64x8(quant_iq2xxs_grid, idx);
-            NEG[m] = sign_mask_pair(S, m);
-            SC[m] = pair_scales(ls, m);
-        }
-        float d = fp16(x);
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *y = a + (size_t)t * ab;
-            __m512i isum = _mm512_setzero_si512();
-            for (int m = 0; m < 4; m++)
-                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
-}
-DEFINE_DOT_MM(iq2_xxs)
 
-ALWAYS_INLINE void iq3_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
-    __m512 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++, x += 98, a += QK_Q8K_BYTES) {
-        __m512i sw = _mm512_cvtepu32_epi64(load256(x + 66));
-        __m256i S = _mm512_cvtepi64_epi32(signs_parity(spread7(sw)));
-        __m512i ls = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srli_epi64(sw, 28), 1), _mm512_set1_epi64(1));
-        __m512i G[4], SC[4];
-        __mmask64 NEG[4];
-        for (int m = 0; m < 4; m++) {
-            G[m] = grid32x16(quant_iq3xxs_grid, _mm512_cvtepu8_epi32(load128(x + 2 + 16 * m)));
-            NEG[m] = sign_mask_pair(S, m);
-            SC[m] = pair_scales(ls, m);
-        }
-        float d = fp16(x);
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *y = a + (size_t)t * ab;
-            __m512i isum = _mm512_setzero_si512();
-            for (int m = 0; m < 4; m++)
-                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.25f * hsum512(acc[t]);
-}
-DEFINE_DOT_MM(iq3_xxs)
 
 ALWAYS_INLINE void iq3_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
     __m512 acc[NT_MAX];
@@ -581,50 +517,6 @@ ALWAYS_INLINE void iq2_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, siz
 }
 DEFINE_DOT_MM(iq2_s)
 
-/* IQ1_S: grid values -1..1 used as 0..2 (codes + 1), corrected with the bsums; the
- * +-1/8 delta (§3.5 IQ1_S) folded in as 8 * sum + delta sum, all in integers. */
-ALWAYS_INLINE void iq1_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
-    __m512 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    const __m512i one8 = _mm512_set1_epi8(1);
-    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9);
-    const __m512i didx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
-                             _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
-                             _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
-                             _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
-    for (int64_t b = 0; b < n / 256; b++, x += 50, a += QK_Q8K_BYTES) {
-        __m128i H = load128(x + 34); /* qh[ib], ib = 0..7 */
-        __m128i ls = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(H, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
-        __m128i neg = _mm_srai_epi16(H, 15);
-        __m128i lss = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg); /* ls with the delta sign */
-        /* words 2ib, 2ib+1 = value of sub-block ib: for the 16 bsums, and as dword pairs */
-        __m256i ls16 = _mm256_set_m128i(_mm_unpackhi_epi16(ls, ls), _mm_unpacklo_epi16(ls, ls));
-        __m256i lss16 = _mm256_set_m128i(_mm_unpackhi_epi16(lss, lss), _mm_unpacklo_epi16(lss, lss));
-        /* per token: 8 * (-sum ls * bsum) + sum lss * bsum, as bsums * (lss - 8 ls) */
-        __m256i corr16 = _mm256_sub_epi16(lss16, _mm256_slli_epi16(ls16, 3));
-        __m512i G[4], SC[4];
-        for (int m = 0; m < 4; m++) {
-            __m256i hh = _mm256_setr_epi32(qk_rd16(x + 34 + 4 * m), qk_rd16(x + 34 + 4 * m), qk_rd16(x + 34 + 4 * m),
-                                           qk_rd16(x + 34 + 4 * m), qk_rd16(x + 36 + 4 * m), qk_rd16(x + 36 + 4 * m),
-                                           qk_rd16(x + 36 + 4 * m), qk_rd16(x + 36 + 4 * m));
-            hh = _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(hh, sh), _mm256_set1_epi32(7)), 8);
-            __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + 2 + 8 * m))), hh);
-            G[m] = _mm512_add_epi8(grid64x8(quant_iq1s_grid, idx), one8);
-            SC[m] = _mm512_permutexvar_epi32(didx[m], zext256(ls16));
-        }
-        float d = fp16(x);
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *y = a + (size_t)t * ab;
-            __m512i isum = _mm512_setzero_si512();
-            for (int m = 0; m < 4; m++)
-                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], load512(y + 4 + 64 * m)), SC[m]);
-            isum = _mm512_add_epi32(_mm512_slli_epi32(isum, 3), zext256(_mm256_madd_epi16(q8k_bsums(y), corr16)));
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
-}
-DEFINE_DOT_MM(iq1_s)
 
 /* IQ1_M: the weight of element e is 8 * grid + delta (delta = +-1 per group of 8), used as
  * that plus 9 (0..18) and corrected with the bsums; the result is 1/8 of the sum. */
@@ -683,9 +575,8 @@ void quant_kernels_avx512(quant_kernel_table *t) {
     REG(IQ2_XS, iq2_xs);
     REG(IQ2_S, iq2_s);
     REG(IQ1_M, iq1_m);
-    REG(IQ2_XXS, iq2_xxs);
-    REG(IQ3_XXS, iq3_xxs);
-    REG(IQ1_S, iq1_s);
+    /* IQ2_XXS, IQ3_XXS and IQ1_S zmm kernels (commit "AVX-512 kernels for the grid
+     * I-quants") were slower than AVX2 on Cascade Lake, so those stay on AVX2. */
 #undef REG
 }
 #endif
