@@ -401,14 +401,6 @@ static inline __mmask64 sign_mask_pair(__m256i S, int m) {
     /* within each 128-bit lane the qword sits at bytes 0-7 (and 8-15); lane L needs bytes 2L, 2L+1 */
     return _mm512_test_epi8_mask(_mm512_shuffle_epi8(v, spread), bits);
 }
-/* Word scale vectors from one value per 32-element sub-block (qword k = sub-block k, value
- * in bits 0-15): SC for pair m = sub-block 2m in the low half, 2m+1 in the high half. */
-static inline __m512i pair_scales(__m512i q, int m) {
-    q = _mm512_or_si512(q, _mm512_slli_epi64(q, 16));
-    q = _mm512_or_si512(q, _mm512_slli_epi64(q, 32));
-    const __m512i idx = _mm512_set_epi64(2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m + 1, 2 * m, 2 * m, 2 * m, 2 * m);
-    return _mm512_permutexvar_epi64(idx, q);
-}
 /* Element e of a 64-element run is negated when bit e of the mask is set. */
 static inline __m512i neg_where(__m512i y, __mmask64 m) { return _mm512_mask_sub_epi8(y, m, _mm512_setzero_si512(), y); }
 /* int16 scale s0 for the low 32 elements, s1 for the high 32. */
