@@ -20,7 +20,8 @@
 #include <immintrin.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-#define NT_MAX 4
+#define NT_MAX QUANT_MM_TOKENS
+#define DEFINE_DOT_MM(name) QUANT_DEFINE_DOT_MM(name)
 
 static inline float fp16(const uint8_t *p) { return _cvtsh_ss(qk_rd16(p)); }
 static inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
@@ -52,46 +53,7 @@ static inline __m512i group16_scales(__m256i s16, int k) {
     return _mm512_permutexvar_epi16(idx, zext256(s16));
 }
 
-/* The mm driver: rows in L2-sized chunks, tokens in groups of up to NT_MAX, each (row,
- * token group) done by the type's row kernel with a compile-time token count. */
-#define DEFINE_DOT_MM(name)                                                                                          \
-    static void dot_##name(int64_t n, float *s, const void *w, const void *a) {                                     \
-        name##_rowx(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, s, 0);                                         \
-    }                                                                                                                \
-    static void mm_##name(int64_t n, const void *w, size_t rb, int64_t nr, const void *a, size_t ab, int64_t nt,     \
-                          float *out, size_t os) {                                                                   \
-        const uint8_t *W = w, *A = a;                                                                                \
-        int64_t chunk = rb ? (int64_t)((256u << 10) / rb) : nr;                                                      \
-        if (chunk < 1) chunk = 1;                                                                                    \
-        for (int64_t r0 = 0; r0 < nr; r0 += chunk) {                                                                 \
-            int64_t r1 = nr - r0 < chunk ? nr : r0 + chunk;                                                          \
-            for (int64_t t = 0; t < nt; t += NT_MAX) {                                                               \
-                int64_t m = nt - t < NT_MAX ? nt - t : NT_MAX;                                                       \
-                for (int64_t r = r0; r < r1; r++) {                                                                  \
-                    const uint8_t *x = W + (size_t)r * rb, *y = A + (size_t)t * ab;                                  \
-                    float *o = out + (size_t)t * os + r;                                                             \
-                    switch (m) {                                                                                     \
-                    case 1: name##_rowx(n, x, y, ab, 1, o, os); break;                                               \
-                    case 2: name##_rowx(n, x, y, ab, 2, o, os); break;                                               \
-                    case 3: name##_rowx(n, x, y, ab, 3, o, os); break;                                               \
-                    default: name##_rowx(n, x, y, ab, 4, o, os); break;                                              \
-                    }                                                                                                \
-                }                                                                                                    \
-            }                                                                                                        \
-        }                                                                                                            \
-    }
-
 /* ---- Q4_K / Q5_K x Q8_K (§3.4) ---- */
-
-/* The 8 six-bit scales and mins of the 12-byte packing (§3.4.2), as bytes. */
-ALWAYS_INLINE void k4_scales(const uint8_t *p, uint64_t *S, uint64_t *M) {
-    uint32_t u0 = qk_rd32(p), u1 = qk_rd32(p + 4), u2 = qk_rd32(p + 8);
-    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
-    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
-    *S = (uint64_t)s_lo | ((uint64_t)s_hi << 32);
-    *M = (uint64_t)m_lo | ((uint64_t)m_hi << 32);
-}
 
 ALWAYS_INLINE void q45k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os,
                              bool q5) {
@@ -112,7 +74,7 @@ ALWAYS_INLINE void q45k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     const int bytes = q5 ? 176 : 144;
     for (int64_t b = 0; b < n / 256; b++, x += bytes, a += QK_Q8K_BYTES) {
         uint64_t S, M;
-        k4_scales(x + 4, &S, &M);
+        quant_k4_scales(x + 4, &S, &M);
         __m512i s16 = zext256(_mm256_cvtepu8_epi16(_mm_cvtsi64_si128((long long)S)));
         __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)M), dup));
         const uint8_t *qs = x + (q5 ? 48 : 16);
