@@ -325,25 +325,6 @@ ALWAYS_INLINE __m512i grid32x16(const uint32_t *tab, __m512i idx) {
     return _mm512_i32gather_epi32(idx, (const void *)tab, 4);
 }
 
-/* Sign bytes from 7-bit sign indices held one per byte (bits 0-6): bit 7 = parity of
- * the other seven, i.e. the ksigns table of §3.5.1, computed for 64 indices at once. */
-static inline __m512i signs_parity(__m512i v) {
-    __m512i p = _mm512_xor_si512(v, _mm512_srli_epi16(v, 4)); /* word shifts: bits 0-3 of */
-    p = _mm512_xor_si512(p, _mm512_srli_epi16(p, 2));         /* each byte only ever mix */
-    p = _mm512_xor_si512(p, _mm512_srli_epi16(p, 1));         /* that byte's own bits */
-    return _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(p, 7), _mm512_set1_epi8((char)0x80), 0xf8);
-}
-/* k-mask of the 64 elements of pair m from 32 sign bytes (8 per pair, qword m of S):
- * bit e set when element e is negated. */
-static inline __mmask64 sign_mask_pair(__m256i S, int m) {
-    const __m512i spread = _mm512_set_epi64(0x0707070707070707LL, 0x0606060606060606LL, 0x0505050505050505LL,
-                                            0x0404040404040404LL, 0x0303030303030303LL, 0x0202020202020202LL,
-                                            0x0101010101010101LL, 0);
-    const __m512i bits = _mm512_set1_epi64((long long)0x8040201008040201ULL);
-    __m512i v = _mm512_permutexvar_epi64(_mm512_set1_epi64(m), zext256(S));
-    /* within each 128-bit lane the qword sits at bytes 0-7 (and 8-15); lane L needs bytes 2L, 2L+1 */
-    return _mm512_test_epi8_mask(_mm512_shuffle_epi8(v, spread), bits);
-}
 /* Element e of a 64-element run is negated when bit e of the mask is set. */
 static inline __m512i neg_where(__m512i y, __mmask64 m) { return _mm512_mask_sub_epi8(y, m, _mm512_setzero_si512(), y); }
 /* int16 scale s0 for the low 32 elements, s1 for the high 32. */
@@ -382,76 +363,6 @@ ALWAYS_INLINE void iq3_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, siz
     for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum512(acc[t]);
 }
 DEFINE_DOT_MM(iq3_s)
-
-/* Scale words of 16-element groups j = 0..15 where the scale is a nibble of the 8 bytes
- * at p (low nibble first): 2 * nibble + 1. */
-static inline __m256i nibble_scales16(const uint8_t *p) {
-    __m128i b = _mm_loadl_epi64((const __m128i *)p);
-    __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0f)), hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
-    __m256i s = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi));
-    return _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
-}
-
-ALWAYS_INLINE void iq2_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
-    __m512 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    const __m128i m9 = _mm_set1_epi16(511);
-    for (int64_t b = 0; b < n / 256; b++, x += 74, a += QK_Q8K_BYTES) {
-        /* 32 words: 9-bit grid index | 7-bit sign index << 9 */
-        __m256i S = _mm512_castsi512_si256(signs_parity(zext256(_mm512_cvtepi16_epi8(_mm512_srli_epi16(load512(x + 2), 9)))));
-        __m256i s16 = nibble_scales16(x + 66);
-        __m512i G[4], SC[4];
-        __mmask64 NEG[4];
-        for (int m = 0; m < 4; m++) {
-            G[m] = grid64x8(quant_iq2xs_grid, _mm256_cvtepu16_epi32(_mm_and_si128(load128(x + 2 + 16 * m), m9)));
-            NEG[m] = sign_mask_pair(S, m);
-            SC[m] = group16_scales(s16, m);
-        }
-        float d = fp16(x);
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *y = a + (size_t)t * ab;
-            __m512i isum = _mm512_setzero_si512();
-            for (int m = 0; m < 4; m++)
-                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
-}
-DEFINE_DOT_MM(iq2_xs)
-
-ALWAYS_INLINE void iq2_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
-    __m512 acc[NT_MAX];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-    for (int64_t b = 0; b < n / 256; b++, x += 82, a += QK_Q8K_BYTES) {
-        __m512i G[4], SC[4];
-        __mmask64 NEG[4];
-        __m256i s16 = nibble_scales16(x + 74);
-        for (int m = 0; m < 4; m++) {
-            /* group 8m+l: qs byte | 2 bits of qh[2m + l/4] << 8 */
-            __m256i hb = _mm256_srlv_epi32(_mm256_set1_epi32((int)qk_rd16(x + 66 + 2 * m)), sh);
-            hb = _mm256_slli_epi32(_mm256_and_si256(hb, _mm256_set1_epi32(3)), 8);
-            __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + 2 + 8 * m))), hb);
-            G[m] = grid64x8(quant_iq2s_grid, idx);
-            uint64_t sg;
-            memcpy(&sg, x + 34 + 8 * m, 8);
-            NEG[m] = _cvtu64_mask64(sg);
-            SC[m] = group16_scales(s16, m);
-        }
-        float d = fp16(x);
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *y = a + (size_t)t * ab;
-            __m512i isum = _mm512_setzero_si512();
-            for (int m = 0; m < 4; m++)
-                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(G[m], neg_where(load512(y + 4 + 64 * m), NEG[m])), SC[m]);
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.125f * hsum512(acc[t]);
-}
-DEFINE_DOT_MM(iq2_s)
-
 
 /* IQ1_M: the weight of element e is 8 * grid + delta (delta = +-1 per group of 8), used as
  * that plus 9 (0..18) and corrected with the bsums; the result is 1/8 of the sum. */
@@ -507,11 +418,10 @@ void quant_kernels_avx512(quant_kernel_table *t) {
     REG(Q8_0, q8_0);
     REG(IQ4_XS, iq4_xs);
     REG(IQ3_S, iq3_s);
-    REG(IQ2_XS, iq2_xs);
-    REG(IQ2_S, iq2_s);
     REG(IQ1_M, iq1_m);
-    /* IQ2_XXS, IQ3_XXS and IQ1_S zmm kernels (commit "AVX-512 kernels for the grid
-     * I-quants") were slower than AVX2 on Cascade Lake, so those stay on AVX2. */
+    /* The IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS and IQ1_S zmm kernels (commit "AVX-512 kernels
+     * for the grid I-quants") measured slower than AVX2 on Cascade Lake (table lookups
+     * dominate), so those types stay on AVX2. */
 #undef REG
 }
 #endif
