@@ -83,6 +83,42 @@ static const uint32_t TYPES[] = {
 };
 
 #define ROWS 12
+#define TOKS 6
+
+/* quant_matmul_at at every level = that level's vec_dot on every (row, token) pair, bit for
+ * bit; rows and activation rows are given padded strides to catch stride mix-ups. */
+static void check_matmul(uint32_t t, int64_t n) {
+    const quant_type_traits *tr0 = quant_traits_at(t, QUANT_CPU_SCALAR);
+    int64_t wbytes = k2_type_row_bytes(t, n), abytes = k2_type_row_bytes(tr0->vec_dot_type, n);
+    size_t rs = (size_t)wbytes + 3, as = (size_t)abytes + 5;
+    uint8_t *w = malloc(rs * ROWS), *aq = malloc(as * TOKS);
+    float *x = malloc(sizeof(float) * (size_t)n), *mm = malloc(sizeof(float) * ROWS * TOKS);
+    for (int r = 0; r < ROWS; r++) random_row(t, w + r * rs, n);
+    for (int k = 0; k < TOKS; k++) {
+        for (int64_t i = 0; i < n; i++) x[i] = nrand() * (k + 1);
+        tr0->quantize_act(x, aq + k * as, n);
+    }
+    for (int lvl = 0; lvl <= (int)quant_cpu_level_supported(); lvl++) {
+        const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
+        for (int nt = 0; nt <= TOKS; nt++) {
+            int nr = nt == 2 ? 1 : ROWS;
+            for (int i = 0; i < ROWS * TOKS; i++) mm[i] = -1.0f;
+            CHECK(quant_matmul_at((quant_cpu_level)lvl, t, w, rs, nr, n, aq, as, nt, mm));
+            for (int k = 0; k < nt; k++)
+                for (int r = 0; r < nr; r++) {
+                    float s;
+                    tr->vec_dot(n, &s, w + r * rs, aq + k * as);
+                    CHECK_MSG(memcmp(&s, &mm[k * nr + r], 4) == 0, "%s n=%lld level %s matmul n_tok=%d [%d][%d]: %.9g vs vec_dot %.9g",
+                              k2_type_name(t), (long long)n, quant_cpu_level_name((quant_cpu_level)lvl), nt, k, r,
+                              mm[k * nr + r], s);
+                }
+            CHECK(mm[nr * nt] == -1.0f || nr * nt == ROWS * TOKS);
+        }
+    }
+    CHECK(!quant_matmul(t, w, (size_t)wbytes - 1, 2, n, aq, as, 1, mm));
+    CHECK(!quant_matmul(t, w, rs, 1, n, aq, (size_t)abytes - 1, 2, mm));
+    free(w); free(aq); free(x); free(mm);
+}
 
 int main(void) {
     quant_cpu_level top = quant_cpu_level_supported();
@@ -140,6 +176,8 @@ int main(void) {
             }
             free(w); free(aq); free(x); free(wd); free(ad); free(mv);
         }
+        check_matmul(t, 2048);
+        if (k2_type_block_size(t) == 32) check_matmul(t, 96); /* odd block count (Q8_0 pairs) */
         fprintf(stderr, "%-8s act %-5s worst rel err:", k2_type_name(t), k2_type_name(tr0->vec_dot_type));
         for (int lvl = 0; lvl <= (int)top; lvl++) {
             const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
