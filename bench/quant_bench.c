@@ -187,9 +187,18 @@ int main(int argc, char **argv) {
     }
     if (do_q) {
         /* activation quantizers: GB/s of f32 input */
-        struct { const char *name; quant_quantize_fn fn; uint32_t type; } qs[] = {
-            {"q8_0", quant_quantize_row_q8_0, K2_TYPE_Q8_0}, {"q8_k", quant_quantize_row_q8_k, K2_TYPE_Q8_K}};
-        for (size_t i = 0; i < K2_ARRAY_LEN(qs); i++) {
+        struct { const char *name; quant_quantize_fn fn; } qs[2 * QUANT_CPU_LEVELS];
+        int nq = 0;
+        for (int lvl = 0; lvl <= (int)top; lvl++) {
+            static char names[2 * QUANT_CPU_LEVELS][32];
+            snprintf(names[nq], sizeof names[nq], "q8_0 %s", quant_cpu_level_name((quant_cpu_level)lvl));
+            qs[nq].name = names[nq];
+            qs[nq++].fn = quant_traits_at(K2_TYPE_Q8_0, (quant_cpu_level)lvl)->quantize_act;
+            snprintf(names[nq], sizeof names[nq], "q8_k %s", quant_cpu_level_name((quant_cpu_level)lvl));
+            qs[nq].name = names[nq];
+            qs[nq++].fn = quant_traits_at(K2_TYPE_Q4_K, (quant_cpu_level)lvl)->quantize_act;
+        }
+        for (int i = 0; i < nq; i++) {
             int64_t done = 0;
             double t0 = now(), t;
             do {
@@ -197,7 +206,7 @@ int main(int argc, char **argv) {
                 done++;
                 t = now() - t0;
             } while (t < seconds);
-            printf("quantize %-5s %.2f GB/s of f32 input (%.2f us per %lld-element row)\n", qs[i].name,
+            printf("quantize %-12s %6.2f GB/s of f32 input (%.2f us per %lld-element row)\n", qs[i].name,
                    (double)done * (double)n * 4 / t * 1e-9, t / (double)done * 1e6, (long long)n);
         }
     }

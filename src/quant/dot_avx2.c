@@ -555,6 +555,87 @@ static void dot_iq1_m(int64_t n, float *s, const void *w, const void *a) {
     *s = 0.125f * hsum_ps(acc);
 }
 
+/* ---- activation quantizers, bit-identical to quantize.c ----
+ * The products x * scale are the same single f32 multiplications; _mm256_cvtps_epi32
+ * rounds half to even like nearest_int, and gives INT_MIN for NaN and out-of-range values,
+ * which the saturating packs then map exactly like the scalar rules (§4.2, §4.4). */
+
+/* 32 int32 -> 32 saturated int8 in element order. */
+static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+static inline float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y += 34) {
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            mx = _mm256_max_ps(abs_ps(v[k]), mx); /* a NaN element leaves mx unchanged, like `v > amax` */
+        }
+        float amax = hmax_ps(mx);
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+        uint16_t h = quant_f32_to_fp16(amax / 127.0f);
+        y[0] = (uint8_t)h;
+        y[1] = (uint8_t)(h >> 8);
+        _mm256_storeu_si256((__m256i *)(y + 2), pack32(q[0], q[1], q[2], q[3]));
+    }
+}
+
+static void quantize_q8_k(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < n / 256; b++, x += 256, y += 292) {
+        __m256 mx = _mm256_setzero_ps();
+        for (int k = 0; k < 32; k++) mx = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), mx);
+        float amax = hmax_ps(mx);
+        if (amax == 0.0f) {
+            memset(y, 0, 292);
+            continue;
+        }
+        /* max = the first element whose |x| is amax (the scalar loop keeps the first) */
+        float max = 0.0f;
+        __m256 va = _mm256_set1_ps(amax);
+        for (int k = 0; k < 32; k++) {
+            int m = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), va, _CMP_EQ_OQ));
+            if (m) { max = x[8 * k + __builtin_ctz((unsigned)m)]; break; }
+        }
+        float iscale = -127.0f / max;
+        __m256 vs = _mm256_set1_ps(iscale);
+        /* min(4194304, v): +inf and huge values saturate to 127 as in the scalar guard; NaN stays NaN -> -128 */
+        __m256 big = _mm256_set1_ps(4194304.0f);
+        int32_t part[8][8];
+        for (int c = 0; c < 8; c++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_cvtps_epi32(_mm256_min_ps(big, _mm256_mul_ps(vs, _mm256_loadu_ps(x + 32 * c + 8 * k))));
+            __m256i q8 = pack32(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y + 4 + 32 * c), q8);
+            /* sums of 4 consecutive codes; a bsum is 4 of them */
+            _mm256_storeu_si256((__m256i *)part[c], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q8), ones16));
+        }
+        float d = 1.0f / iscale;
+        memcpy(y, &d, 4);
+        for (int k = 0; k < 16; k++) {
+            const int32_t *p = &part[k / 2][4 * (k % 2)];
+            int s = p[0] + p[1] + p[2] + p[3];
+            y[260 + 2 * k] = (uint8_t)s;
+            y[261 + 2 * k] = (uint8_t)((unsigned)s >> 8);
+        }
+    }
+}
+
 void quant_kernels_avx2(quant_kernel_table *t) {
     for (int s = 0; s < 256; s++) {
         uint64_t m = 0;
@@ -580,6 +661,8 @@ void quant_kernels_avx2(quant_kernel_table *t) {
     t->dot[K2_TYPE_IQ2_XS] = dot_iq2_xs;
     t->dot[K2_TYPE_IQ2_S] = dot_iq2_s;
     t->dot[K2_TYPE_IQ1_M] = dot_iq1_m;
+    t->quant[K2_TYPE_Q8_0] = quantize_q8_0;
+    t->quant[K2_TYPE_Q8_K] = quantize_q8_k;
     t->dot[K2_TYPE_Q4_0] = dot_q4_0;
     t->dot[K2_TYPE_IQ4_NL] = dot_iq4_nl;
     t->dot[K2_TYPE_Q2_K] = dot_q2_k;
