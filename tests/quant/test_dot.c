@@ -112,7 +112,7 @@ static void check_matmul(uint32_t t, int64_t n) {
                               k2_type_name(t), (long long)n, quant_cpu_level_name((quant_cpu_level)lvl), nt, k, r,
                               mm[k * nr + r], s);
                 }
-            CHECK(mm[nr * nt] == -1.0f || nr * nt == ROWS * TOKS);
+            CHECK(nr * nt == ROWS * TOKS || mm[nr * nt] == -1.0f);
         }
     }
     CHECK(!quant_matmul(t, w, (size_t)wbytes - 1, 2, n, aq, as, 1, mm));
