@@ -99,6 +99,7 @@ static double time_dot(quant_vec_dot_fn dot, const uint8_t *w, size_t row_bytes,
     return best;
 }
 
+#ifndef QUANT_BENCH_NO_MATMUL /* for timing older trees that lack quant_matmul_at */
 static double time_matmul(uint32_t type, quant_cpu_level lvl, const uint8_t *w, size_t row_bytes, int64_t n_rows,
                           int64_t n, const void *aq, size_t arow, int64_t n_tok, float *out, double seconds) {
     int64_t done = 0;
@@ -111,6 +112,7 @@ static double time_matmul(uint32_t type, quant_cpu_level lvl, const uint8_t *w, 
     g_sink = out[0];
     return (double)done * (double)row_bytes / t * 1e-9;
 }
+#endif
 
 int main(int argc, char **argv) {
     double seconds = 0.3;
@@ -174,6 +176,7 @@ int main(int argc, char **argv) {
             double gr = time_dot(tr->vec_dot, big, rb, ram_rows, n, aq, seconds);
             printf("%-8s %-7s %9.2f %9.2f\n", name, quant_cpu_level_name((quant_cpu_level)lvl), gc, gr);
             fflush(stdout);
+#ifndef QUANT_BENCH_NO_MATMUL
             if (do_mm) {
                 for (int64_t nt = 1; nt <= 8; nt *= 2) {
                     double gm = time_matmul(t, (quant_cpu_level)lvl, big, rb, ram_rows, n, aq, arb, nt, out, seconds);
@@ -182,6 +185,9 @@ int main(int argc, char **argv) {
                            quant_cpu_level_name((quant_cpu_level)lvl), (long long)nt, gmc, gm, gmc * (double)nt, gm * (double)nt);
                 }
             }
+#else
+            (void)do_mm;
+#endif
         }
         free(rows);
     }

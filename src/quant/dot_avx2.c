@@ -257,30 +257,40 @@ ALWAYS_INLINE void q6_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
 QUANT_DEFINE_DOT_MM(q6_k)
 
 /* ---- IQ4_XS x Q8_K ---- */
-static void dot_iq4_xs(int64_t n, float *s, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    __m256 acc = _mm256_setzero_ps();
+ALWAYS_INLINE void iq4_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m256 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
     const __m128i kv128 = _mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl);
     const __m256i kv = _mm256_set_m128i(kv128, kv128);
-    for (int64_t b = 0; b < n / 256; b++, x += 136, y += QK_Q8K_BYTES) {
+    for (int64_t b = 0; b < n / 256; b++, x += 136, a += QK_Q8K_BYTES) {
         uint16_t sh = qk_rd16(x + 2);
         const uint8_t *sl = x + 4, *qs = x + 8;
-        const int8_t *q8 = (const int8_t *)(y + 4);
-        __m256i isum = _mm256_setzero_si256();
+        __m256i Q[8], S[8];
+        int LS[8];
         for (int ib = 0; ib < 8; ib++) {
-            int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((sh >> (2 * ib)) & 3) << 4);
+            LS[ib] = (((sl[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((sh >> (2 * ib)) & 3) << 4)) - 32;
             __m128i raw = _mm_loadu_si128((const __m128i *)(qs + 16 * ib));
             __m256i q = _mm256_shuffle_epi8(kv, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4));
-            __m256i qy = loadu(q8 + 32 * ib);
-            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(qy, q));
-            __m256i p32 = _mm256_madd_epi16(p, ones);
-            isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p32, _mm256_set1_epi32(ls - 32)));
+            Q[ib] = _mm256_sign_epi8(q, q);
+            S[ib] = q;
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const int8_t *q8 = (const int8_t *)(y + 4);
+            __m256i isum = _mm256_setzero_si256();
+            for (int ib = 0; ib < 8; ib++) {
+                __m256i p = _mm256_maddubs_epi16(Q[ib], _mm256_sign_epi8(loadu(q8 + 32 * ib), S[ib]));
+                __m256i p32 = _mm256_madd_epi16(p, ones);
+                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p32, _mm256_set1_epi32(LS[ib])));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
     }
-    *s = hsum_ps(acc);
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum_ps(acc[t]);
 }
+QUANT_DEFINE_DOT_MM(iq4_xs)
 
 /* ---- grid I-quants x Q8_K (§3.5, §4.5) ---- */
 
@@ -304,52 +314,70 @@ static void dot_iq2_xxs(int64_t n, float *s, const void *w, const void *a) {
     *s = 0.125f * hsum_ps(acc);
 }
 
-static void dot_iq3_xxs(int64_t n, float *s, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++, x += 98, y += QK_Q8K_BYTES) {
-        const int8_t *q8 = (const int8_t *)(y + 4);
+ALWAYS_INLINE void iq3_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m256 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 98, a += QK_Q8K_BYTES) {
         const uint8_t *qs = x + 2;
-        __m256i isum = _mm256_setzero_si256();
+        __m256i G[8], M[8], SC[8];
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = qs + 8 * ib;
             uint32_t sw = qk_rd32(x + 66 + 4 * ib);
-            __m256i g = _mm256_set_epi32((int)quant_iq3xxs_grid[q[7]], (int)quant_iq3xxs_grid[q[6]], (int)quant_iq3xxs_grid[q[5]],
-                                         (int)quant_iq3xxs_grid[q[4]], (int)quant_iq3xxs_grid[q[3]], (int)quant_iq3xxs_grid[q[2]],
-                                         (int)quant_iq3xxs_grid[q[1]], (int)quant_iq3xxs_grid[q[0]]);
-            __m256i m = signs4(quant_ksigns_iq2xs[sw & 127], quant_ksigns_iq2xs[(sw >> 7) & 127],
-                               quant_ksigns_iq2xs[(sw >> 14) & 127], quant_ksigns_iq2xs[(sw >> 21) & 127]);
-            __m256i p = _mm256_maddubs_epi16(g, apply_signs(loadu(q8 + 32 * ib), m));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (sw >> 28) + 1))));
+            G[ib] = _mm256_set_epi32((int)quant_iq3xxs_grid[q[7]], (int)quant_iq3xxs_grid[q[6]], (int)quant_iq3xxs_grid[q[5]],
+                                     (int)quant_iq3xxs_grid[q[4]], (int)quant_iq3xxs_grid[q[3]], (int)quant_iq3xxs_grid[q[2]],
+                                     (int)quant_iq3xxs_grid[q[1]], (int)quant_iq3xxs_grid[q[0]]);
+            M[ib] = signs4(quant_ksigns_iq2xs[sw & 127], quant_ksigns_iq2xs[(sw >> 7) & 127],
+                           quant_ksigns_iq2xs[(sw >> 14) & 127], quant_ksigns_iq2xs[(sw >> 21) & 127]);
+            SC[ib] = _mm256_set1_epi16((short)(2 * (sw >> 28) + 1));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const int8_t *q8 = (const int8_t *)(y + 4);
+            __m256i isum = _mm256_setzero_si256();
+            for (int ib = 0; ib < 8; ib++) {
+                __m256i p = _mm256_maddubs_epi16(G[ib], apply_signs(loadu(q8 + 32 * ib), M[ib]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, SC[ib]));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
     }
-    *s = 0.25f * hsum_ps(acc);
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.25f * hsum_ps(acc[t]);
 }
+QUANT_DEFINE_DOT_MM(iq3_xxs)
 
-static void dot_iq3_s(int64_t n, float *s, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++, x += 110, y += QK_Q8K_BYTES) {
-        const int8_t *q8 = (const int8_t *)(y + 4);
+ALWAYS_INLINE void iq3_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m256 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
         const uint8_t *qs = x + 2, *qh = x + 66, *sg = x + 74, *scales = x + 106;
-        __m256i isum = _mm256_setzero_si256();
+        __m256i G[8], M[8], SC[8];
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = qs + 8 * ib;
             int h = qh[ib];
 #define G3(k) (int)quant_iq3s_grid[q[k] | (((h >> (k)) & 1) << 8)]
-            __m256i g = _mm256_set_epi32(G3(7), G3(6), G3(5), G3(4), G3(3), G3(2), G3(1), G3(0));
+            G[ib] = _mm256_set_epi32(G3(7), G3(6), G3(5), G3(4), G3(3), G3(2), G3(1), G3(0));
 #undef G3
             const uint8_t *sb = sg + 4 * ib;
-            __m256i m = signs4(sb[0], sb[1], sb[2], sb[3]);
+            M[ib] = signs4(sb[0], sb[1], sb[2], sb[3]);
             int sc = ib % 2 ? (scales[ib / 2] >> 4) : (scales[ib / 2] & 0x0f);
-            __m256i p = _mm256_maddubs_epi16(g, apply_signs(loadu(q8 + 32 * ib), m));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * sc + 1))));
+            SC[ib] = _mm256_set1_epi16((short)(2 * sc + 1));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const int8_t *q8 = (const int8_t *)(y + 4);
+            __m256i isum = _mm256_setzero_si256();
+            for (int ib = 0; ib < 8; ib++) {
+                __m256i p = _mm256_maddubs_epi16(G[ib], apply_signs(loadu(q8 + 32 * ib), M[ib]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, SC[ib]));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
     }
-    *s = hsum_ps(acc);
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum_ps(acc[t]);
 }
+QUANT_DEFINE_DOT_MM(iq3_s)
 
 static void dot_iq1_s(int64_t n, float *s, const void *w, const void *a) {
     const uint8_t *x = w, *y = a;
@@ -652,6 +680,9 @@ void quant_kernels_avx2(quant_kernel_table *t) {
     t->mm[K2_TYPE_Q4_K] = mm_q4_k;
     t->mm[K2_TYPE_Q5_K] = mm_q5_k;
     t->mm[K2_TYPE_Q6_K] = mm_q6_k;
+    t->mm[K2_TYPE_IQ3_XXS] = mm_iq3_xxs;
+    t->mm[K2_TYPE_IQ3_S] = mm_iq3_s;
+    t->mm[K2_TYPE_IQ4_XS] = mm_iq4_xs;
     t->dot[K2_TYPE_Q5_0] = dot_q5_0;
     t->dot[K2_TYPE_Q4_1] = dot_q4_1;
     t->dot[K2_TYPE_Q5_1] = dot_q5_1;

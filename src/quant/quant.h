@@ -76,14 +76,16 @@ typedef void (*quant_matmul_fn)(int64_t n, const void *w, size_t row_bytes, int6
 typedef enum quant_cpu_level {
     QUANT_CPU_SCALAR = 0,  /* portable C, the §4.5 float order */
     QUANT_CPU_AVX2 = 1,    /* AVX2 + FMA + F16C */
-    QUANT_CPU_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI */
+    QUANT_CPU_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI (own kernels only where measured faster
+                              than AVX2: Q2_K..Q6_K, Q8_0, IQ4_XS, IQ3_S, IQ1_M) */
     QUANT_CPU_LEVELS = 3
 } quant_cpu_level;
 
 typedef struct quant_type_traits {
     uint32_t type;                 /* the weight type */
     uint32_t vec_dot_type;         /* its activation type (§4.1) */
-    quant_quantize_fn quantize_act;/* f32 row -> vec_dot_type row */
+    quant_quantize_fn quantize_act;/* f32 row -> vec_dot_type row; SIMD versions (Q8_0, Q8_K) write
+                                      exactly the bytes of the scalar quant_quantize_row_* */
     quant_vec_dot_fn vec_dot;      /* NULL when k2 has no kernel for this type */
     quant_cpu_level level;         /* level of the kernel in vec_dot (may be below the requested one) */
     quant_matmul_fn matmul;        /* multi-row kernel of that same level, or NULL (then quant_matmul
