@@ -6,6 +6,7 @@
  *                    [-m] [-q]
  *   -m  also time quant_matmul_at for 1, 2, 4 and 8 tokens (weights from RAM)
  *   -q  also time the Q8_0 / Q8_K activation quantizers
+ *   -l LEVEL  skip levels below LEVEL (scalar, avx2, avx512)
  * A level whose kernel falls back to a lower one is printed as "-". */
 #include "quant/quant.h"
 
@@ -119,6 +120,7 @@ int main(int argc, char **argv) {
     int64_t ram_mib = 512, cache_kib = 256, n = 7168;
     bool do_mm = false, do_q = false;
     const char *types = NULL;
+    int min_level = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) types = argv[++i];
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) seconds = atof(argv[++i]);
@@ -127,8 +129,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-m")) do_mm = true;
         else if (!strcmp(argv[i], "-q")) do_q = true;
+        else if (!strcmp(argv[i], "-l") && i + 1 < argc) {
+            const char *l = argv[++i];
+            min_level = !strcmp(l, "avx512") ? 2 : !strcmp(l, "avx2") ? 1 : 0;
+        }
         else {
-            fprintf(stderr, "usage: quant_bench [-t TYPE,..] [-s SECONDS] [-r RAM_MIB] [-c CACHE_KIB] [-n COLS] [-m] [-q]\n");
+            fprintf(stderr, "usage: quant_bench [-t TYPE,..] [-s SECONDS] [-r RAM_MIB] [-c CACHE_KIB] [-n COLS] [-m] [-q] [-l LEVEL]\n");
             return 2;
         }
     }
@@ -169,7 +175,7 @@ int main(int argc, char **argv) {
         if (cache_rows > pool) cache_rows = pool;
         for (int64_t r = 0; r < ram_rows; r++) memcpy(big + rb * (size_t)r, rows + rb * (size_t)(r % pool), rb);
         for (int k = 0; k < 8; k++) tr0->quantize_act(x + n * k, aq + arb * (size_t)k, n);
-        for (int lvl = 0; lvl <= (int)top; lvl++) {
+        for (int lvl = min_level; lvl <= (int)top; lvl++) {
             const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
             if ((int)tr->level != lvl) { printf("%-8s %-7s %9s %9s\n", name, quant_cpu_level_name((quant_cpu_level)lvl), "-", "-"); continue; }
             double gc = time_dot(tr->vec_dot, rows, rb, cache_rows, n, aq, seconds);
