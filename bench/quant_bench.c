@@ -6,6 +6,7 @@
  *                    [-m] [-q]
  *   -m  also time quant_matmul_at for 1, 2, 4 and 8 tokens (weights from RAM)
  *   -q  also time the Q8_0 / Q8_K activation quantizers
+ *   -l LEVEL  skip levels below LEVEL (scalar, avx2, avx512)
  * A level whose kernel falls back to a lower one is printed as "-". */
 #include "quant/quant.h"
 
@@ -99,6 +100,7 @@ static double time_dot(quant_vec_dot_fn dot, const uint8_t *w, size_t row_bytes,
     return best;
 }
 
+#ifndef QUANT_BENCH_NO_MATMUL /* for timing older trees that lack quant_matmul_at */
 static double time_matmul(uint32_t type, quant_cpu_level lvl, const uint8_t *w, size_t row_bytes, int64_t n_rows,
                           int64_t n, const void *aq, size_t arow, int64_t n_tok, float *out, double seconds) {
     int64_t done = 0;
@@ -111,12 +113,14 @@ static double time_matmul(uint32_t type, quant_cpu_level lvl, const uint8_t *w, 
     g_sink = out[0];
     return (double)done * (double)row_bytes / t * 1e-9;
 }
+#endif
 
 int main(int argc, char **argv) {
     double seconds = 0.3;
     int64_t ram_mib = 512, cache_kib = 256, n = 7168;
     bool do_mm = false, do_q = false;
     const char *types = NULL;
+    int min_level = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) types = argv[++i];
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) seconds = atof(argv[++i]);
@@ -125,8 +129,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-m")) do_mm = true;
         else if (!strcmp(argv[i], "-q")) do_q = true;
+        else if (!strcmp(argv[i], "-l") && i + 1 < argc) {
+            const char *l = argv[++i];
+            min_level = !strcmp(l, "avx512") ? 2 : !strcmp(l, "avx2") ? 1 : 0;
+        }
         else {
-            fprintf(stderr, "usage: quant_bench [-t TYPE,..] [-s SECONDS] [-r RAM_MIB] [-c CACHE_KIB] [-n COLS] [-m] [-q]\n");
+            fprintf(stderr, "usage: quant_bench [-t TYPE,..] [-s SECONDS] [-r RAM_MIB] [-c CACHE_KIB] [-n COLS] [-m] [-q] [-l LEVEL]\n");
             return 2;
         }
     }
@@ -167,13 +175,14 @@ int main(int argc, char **argv) {
         if (cache_rows > pool) cache_rows = pool;
         for (int64_t r = 0; r < ram_rows; r++) memcpy(big + rb * (size_t)r, rows + rb * (size_t)(r % pool), rb);
         for (int k = 0; k < 8; k++) tr0->quantize_act(x + n * k, aq + arb * (size_t)k, n);
-        for (int lvl = 0; lvl <= (int)top; lvl++) {
+        for (int lvl = min_level; lvl <= (int)top; lvl++) {
             const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
             if ((int)tr->level != lvl) { printf("%-8s %-7s %9s %9s\n", name, quant_cpu_level_name((quant_cpu_level)lvl), "-", "-"); continue; }
             double gc = time_dot(tr->vec_dot, rows, rb, cache_rows, n, aq, seconds);
             double gr = time_dot(tr->vec_dot, big, rb, ram_rows, n, aq, seconds);
             printf("%-8s %-7s %9.2f %9.2f\n", name, quant_cpu_level_name((quant_cpu_level)lvl), gc, gr);
             fflush(stdout);
+#ifndef QUANT_BENCH_NO_MATMUL
             if (do_mm) {
                 for (int64_t nt = 1; nt <= 8; nt *= 2) {
                     double gm = time_matmul(t, (quant_cpu_level)lvl, big, rb, ram_rows, n, aq, arb, nt, out, seconds);
@@ -182,14 +191,26 @@ int main(int argc, char **argv) {
                            quant_cpu_level_name((quant_cpu_level)lvl), (long long)nt, gmc, gm, gmc * (double)nt, gm * (double)nt);
                 }
             }
+#else
+            (void)do_mm;
+#endif
         }
         free(rows);
     }
     if (do_q) {
         /* activation quantizers: GB/s of f32 input */
-        struct { const char *name; quant_quantize_fn fn; uint32_t type; } qs[] = {
-            {"q8_0", quant_quantize_row_q8_0, K2_TYPE_Q8_0}, {"q8_k", quant_quantize_row_q8_k, K2_TYPE_Q8_K}};
-        for (size_t i = 0; i < K2_ARRAY_LEN(qs); i++) {
+        struct { const char *name; quant_quantize_fn fn; } qs[2 * QUANT_CPU_LEVELS];
+        int nq = 0;
+        for (int lvl = 0; lvl <= (int)top; lvl++) {
+            static char names[2 * QUANT_CPU_LEVELS][32];
+            snprintf(names[nq], sizeof names[nq], "q8_0 %s", quant_cpu_level_name((quant_cpu_level)lvl));
+            qs[nq].name = names[nq];
+            qs[nq++].fn = quant_traits_at(K2_TYPE_Q8_0, (quant_cpu_level)lvl)->quantize_act;
+            snprintf(names[nq], sizeof names[nq], "q8_k %s", quant_cpu_level_name((quant_cpu_level)lvl));
+            qs[nq].name = names[nq];
+            qs[nq++].fn = quant_traits_at(K2_TYPE_Q4_K, (quant_cpu_level)lvl)->quantize_act;
+        }
+        for (int i = 0; i < nq; i++) {
             int64_t done = 0;
             double t0 = now(), t;
             do {
@@ -197,7 +218,7 @@ int main(int argc, char **argv) {
                 done++;
                 t = now() - t0;
             } while (t < seconds);
-            printf("quantize %-5s %.2f GB/s of f32 input (%.2f us per %lld-element row)\n", qs[i].name,
+            printf("quantize %-12s %6.2f GB/s of f32 input (%.2f us per %lld-element row)\n", qs[i].name,
                    (double)done * (double)n * 4 / t * 1e-9, t / (double)done * 1e6, (long long)n);
         }
     }

@@ -91,6 +91,10 @@ static void init_once(void) {
             default:
                 continue; /* integer types, F64, activation-only types: no kernel */
             }
+            /* the best activation quantizer at or below this level (all are bit-identical) */
+            for (int l = lvl; l > 0; l--) {
+                if (tab[l].quant[tr->vec_dot_type]) { tr->quantize_act = tab[l].quant[tr->vec_dot_type]; break; }
+            }
             /* the best kernel at or below this level */
             for (int l = lvl; l >= 0; l--) {
                 if (tab[l].dot[t]) {

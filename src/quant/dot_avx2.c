@@ -257,30 +257,40 @@ ALWAYS_INLINE void q6_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
 QUANT_DEFINE_DOT_MM(q6_k)
 
 /* ---- IQ4_XS x Q8_K ---- */
-static void dot_iq4_xs(int64_t n, float *s, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    __m256 acc = _mm256_setzero_ps();
+ALWAYS_INLINE void iq4_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m256 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
     const __m128i kv128 = _mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl);
     const __m256i kv = _mm256_set_m128i(kv128, kv128);
-    for (int64_t b = 0; b < n / 256; b++, x += 136, y += QK_Q8K_BYTES) {
+    for (int64_t b = 0; b < n / 256; b++, x += 136, a += QK_Q8K_BYTES) {
         uint16_t sh = qk_rd16(x + 2);
         const uint8_t *sl = x + 4, *qs = x + 8;
-        const int8_t *q8 = (const int8_t *)(y + 4);
-        __m256i isum = _mm256_setzero_si256();
+        __m256i Q[8], S[8];
+        int LS[8];
         for (int ib = 0; ib < 8; ib++) {
-            int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((sh >> (2 * ib)) & 3) << 4);
+            LS[ib] = (((sl[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((sh >> (2 * ib)) & 3) << 4)) - 32;
             __m128i raw = _mm_loadu_si128((const __m128i *)(qs + 16 * ib));
             __m256i q = _mm256_shuffle_epi8(kv, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4));
-            __m256i qy = loadu(q8 + 32 * ib);
-            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(qy, q));
-            __m256i p32 = _mm256_madd_epi16(p, ones);
-            isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p32, _mm256_set1_epi32(ls - 32)));
+            Q[ib] = _mm256_sign_epi8(q, q);
+            S[ib] = q;
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const int8_t *q8 = (const int8_t *)(y + 4);
+            __m256i isum = _mm256_setzero_si256();
+            for (int ib = 0; ib < 8; ib++) {
+                __m256i p = _mm256_maddubs_epi16(Q[ib], _mm256_sign_epi8(loadu(q8 + 32 * ib), S[ib]));
+                __m256i p32 = _mm256_madd_epi16(p, ones);
+                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p32, _mm256_set1_epi32(LS[ib])));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
     }
-    *s = hsum_ps(acc);
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum_ps(acc[t]);
 }
+QUANT_DEFINE_DOT_MM(iq4_xs)
 
 /* ---- grid I-quants x Q8_K (§3.5, §4.5) ---- */
 
@@ -304,52 +314,70 @@ static void dot_iq2_xxs(int64_t n, float *s, const void *w, const void *a) {
     *s = 0.125f * hsum_ps(acc);
 }
 
-static void dot_iq3_xxs(int64_t n, float *s, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++, x += 98, y += QK_Q8K_BYTES) {
-        const int8_t *q8 = (const int8_t *)(y + 4);
+ALWAYS_INLINE void iq3_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m256 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 98, a += QK_Q8K_BYTES) {
         const uint8_t *qs = x + 2;
-        __m256i isum = _mm256_setzero_si256();
+        __m256i G[8], M[8], SC[8];
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = qs + 8 * ib;
             uint32_t sw = qk_rd32(x + 66 + 4 * ib);
-            __m256i g = _mm256_set_epi32((int)quant_iq3xxs_grid[q[7]], (int)quant_iq3xxs_grid[q[6]], (int)quant_iq3xxs_grid[q[5]],
-                                         (int)quant_iq3xxs_grid[q[4]], (int)quant_iq3xxs_grid[q[3]], (int)quant_iq3xxs_grid[q[2]],
-                                         (int)quant_iq3xxs_grid[q[1]], (int)quant_iq3xxs_grid[q[0]]);
-            __m256i m = signs4(quant_ksigns_iq2xs[sw & 127], quant_ksigns_iq2xs[(sw >> 7) & 127],
-                               quant_ksigns_iq2xs[(sw >> 14) & 127], quant_ksigns_iq2xs[(sw >> 21) & 127]);
-            __m256i p = _mm256_maddubs_epi16(g, apply_signs(loadu(q8 + 32 * ib), m));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * (sw >> 28) + 1))));
+            G[ib] = _mm256_set_epi32((int)quant_iq3xxs_grid[q[7]], (int)quant_iq3xxs_grid[q[6]], (int)quant_iq3xxs_grid[q[5]],
+                                     (int)quant_iq3xxs_grid[q[4]], (int)quant_iq3xxs_grid[q[3]], (int)quant_iq3xxs_grid[q[2]],
+                                     (int)quant_iq3xxs_grid[q[1]], (int)quant_iq3xxs_grid[q[0]]);
+            M[ib] = signs4(quant_ksigns_iq2xs[sw & 127], quant_ksigns_iq2xs[(sw >> 7) & 127],
+                           quant_ksigns_iq2xs[(sw >> 14) & 127], quant_ksigns_iq2xs[(sw >> 21) & 127]);
+            SC[ib] = _mm256_set1_epi16((short)(2 * (sw >> 28) + 1));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const int8_t *q8 = (const int8_t *)(y + 4);
+            __m256i isum = _mm256_setzero_si256();
+            for (int ib = 0; ib < 8; ib++) {
+                __m256i p = _mm256_maddubs_epi16(G[ib], apply_signs(loadu(q8 + 32 * ib), M[ib]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, SC[ib]));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
     }
-    *s = 0.25f * hsum_ps(acc);
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = 0.25f * hsum_ps(acc[t]);
 }
+QUANT_DEFINE_DOT_MM(iq3_xxs)
 
-static void dot_iq3_s(int64_t n, float *s, const void *w, const void *a) {
-    const uint8_t *x = w, *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++, x += 110, y += QK_Q8K_BYTES) {
-        const int8_t *q8 = (const int8_t *)(y + 4);
+ALWAYS_INLINE void iq3_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os) {
+    __m256 acc[NT_MAX];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
         const uint8_t *qs = x + 2, *qh = x + 66, *sg = x + 74, *scales = x + 106;
-        __m256i isum = _mm256_setzero_si256();
+        __m256i G[8], M[8], SC[8];
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *q = qs + 8 * ib;
             int h = qh[ib];
 #define G3(k) (int)quant_iq3s_grid[q[k] | (((h >> (k)) & 1) << 8)]
-            __m256i g = _mm256_set_epi32(G3(7), G3(6), G3(5), G3(4), G3(3), G3(2), G3(1), G3(0));
+            G[ib] = _mm256_set_epi32(G3(7), G3(6), G3(5), G3(4), G3(3), G3(2), G3(1), G3(0));
 #undef G3
             const uint8_t *sb = sg + 4 * ib;
-            __m256i m = signs4(sb[0], sb[1], sb[2], sb[3]);
+            M[ib] = signs4(sb[0], sb[1], sb[2], sb[3]);
             int sc = ib % 2 ? (scales[ib / 2] >> 4) : (scales[ib / 2] & 0x0f);
-            __m256i p = _mm256_maddubs_epi16(g, apply_signs(loadu(q8 + 32 * ib), m));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(2 * sc + 1))));
+            SC[ib] = _mm256_set1_epi16((short)(2 * sc + 1));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc);
+        float d = fp16(x);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *y = a + (size_t)t * ab;
+            const int8_t *q8 = (const int8_t *)(y + 4);
+            __m256i isum = _mm256_setzero_si256();
+            for (int ib = 0; ib < 8; ib++) {
+                __m256i p = _mm256_maddubs_epi16(G[ib], apply_signs(loadu(q8 + 32 * ib), M[ib]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, SC[ib]));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * qk_f32(y)), _mm256_cvtepi32_ps(isum), acc[t]);
+        }
     }
-    *s = hsum_ps(acc);
+    for (int t = 0; t < nt; t++) out[(size_t)t * os] = hsum_ps(acc[t]);
 }
+QUANT_DEFINE_DOT_MM(iq3_s)
 
 static void dot_iq1_s(int64_t n, float *s, const void *w, const void *a) {
     const uint8_t *x = w, *y = a;
@@ -555,6 +583,87 @@ static void dot_iq1_m(int64_t n, float *s, const void *w, const void *a) {
     *s = 0.125f * hsum_ps(acc);
 }
 
+/* ---- activation quantizers, bit-identical to quantize.c ----
+ * The products x * scale are the same single f32 multiplications; _mm256_cvtps_epi32
+ * rounds half to even like nearest_int, and gives INT_MIN for NaN and out-of-range values,
+ * which the saturating packs then map exactly like the scalar rules (§4.2, §4.4). */
+
+/* 32 int32 -> 32 saturated int8 in element order. */
+static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+static inline float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y += 34) {
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            mx = _mm256_max_ps(abs_ps(v[k]), mx); /* a NaN element leaves mx unchanged, like `v > amax` */
+        }
+        float amax = hmax_ps(mx);
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+        uint16_t h = quant_f32_to_fp16(amax / 127.0f);
+        y[0] = (uint8_t)h;
+        y[1] = (uint8_t)(h >> 8);
+        _mm256_storeu_si256((__m256i *)(y + 2), pack32(q[0], q[1], q[2], q[3]));
+    }
+}
+
+static void quantize_q8_k(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < n / 256; b++, x += 256, y += 292) {
+        __m256 mx = _mm256_setzero_ps();
+        for (int k = 0; k < 32; k++) mx = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), mx);
+        float amax = hmax_ps(mx);
+        if (amax == 0.0f) {
+            memset(y, 0, 292);
+            continue;
+        }
+        /* max = the first element whose |x| is amax (the scalar loop keeps the first) */
+        float max = 0.0f;
+        __m256 va = _mm256_set1_ps(amax);
+        for (int k = 0; k < 32; k++) {
+            int m = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), va, _CMP_EQ_OQ));
+            if (m) { max = x[8 * k + __builtin_ctz((unsigned)m)]; break; }
+        }
+        float iscale = -127.0f / max;
+        __m256 vs = _mm256_set1_ps(iscale);
+        /* min(4194304, v): +inf and huge values saturate to 127 as in the scalar guard; NaN stays NaN -> -128 */
+        __m256 big = _mm256_set1_ps(4194304.0f);
+        int32_t part[8][8];
+        for (int c = 0; c < 8; c++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_cvtps_epi32(_mm256_min_ps(big, _mm256_mul_ps(vs, _mm256_loadu_ps(x + 32 * c + 8 * k))));
+            __m256i q8 = pack32(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y + 4 + 32 * c), q8);
+            /* sums of 4 consecutive codes; a bsum is 4 of them */
+            _mm256_storeu_si256((__m256i *)part[c], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q8), ones16));
+        }
+        float d = 1.0f / iscale;
+        memcpy(y, &d, 4);
+        for (int k = 0; k < 16; k++) {
+            const int32_t *p = &part[k / 2][4 * (k % 2)];
+            int s = p[0] + p[1] + p[2] + p[3];
+            y[260 + 2 * k] = (uint8_t)s;
+            y[261 + 2 * k] = (uint8_t)((unsigned)s >> 8);
+        }
+    }
+}
+
 void quant_kernels_avx2(quant_kernel_table *t) {
     for (int s = 0; s < 256; s++) {
         uint64_t m = 0;
@@ -571,6 +680,9 @@ void quant_kernels_avx2(quant_kernel_table *t) {
     t->mm[K2_TYPE_Q4_K] = mm_q4_k;
     t->mm[K2_TYPE_Q5_K] = mm_q5_k;
     t->mm[K2_TYPE_Q6_K] = mm_q6_k;
+    t->mm[K2_TYPE_IQ3_XXS] = mm_iq3_xxs;
+    t->mm[K2_TYPE_IQ3_S] = mm_iq3_s;
+    t->mm[K2_TYPE_IQ4_XS] = mm_iq4_xs;
     t->dot[K2_TYPE_Q5_0] = dot_q5_0;
     t->dot[K2_TYPE_Q4_1] = dot_q4_1;
     t->dot[K2_TYPE_Q5_1] = dot_q5_1;
@@ -580,6 +692,8 @@ void quant_kernels_avx2(quant_kernel_table *t) {
     t->dot[K2_TYPE_IQ2_XS] = dot_iq2_xs;
     t->dot[K2_TYPE_IQ2_S] = dot_iq2_s;
     t->dot[K2_TYPE_IQ1_M] = dot_iq1_m;
+    t->quant[K2_TYPE_Q8_0] = quantize_q8_0;
+    t->quant[K2_TYPE_Q8_K] = quantize_q8_k;
     t->dot[K2_TYPE_Q4_0] = dot_q4_0;
     t->dot[K2_TYPE_IQ4_NL] = dot_iq4_nl;
     t->dot[K2_TYPE_Q2_K] = dot_q2_k;

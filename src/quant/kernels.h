@@ -33,6 +33,7 @@ QUANT_KERNEL_LIST(QUANT_DECLARE_SCALAR)
 typedef struct quant_kernel_table {
     quant_vec_dot_fn dot[K2_TYPE_COUNT];
     quant_matmul_fn mm[K2_TYPE_COUNT]; /* used only together with dot[] of the same level */
+    quant_quantize_fn quant[K2_TYPE_COUNT]; /* by activation type; bit-identical to the scalar one */
 } quant_kernel_table;
 
 /* Filled by dot_avx2.c / dot_avx512.c (compiled with per-file ISA flags). */
