@@ -12,7 +12,8 @@ static void usage(FILE *f) {
                "  --greedy            argmax decoding (the only mode of this command)\n"
                "  --ids               print generated token ids, comma-separated\n"
                "  --exact             exact mode (dequantized weights, f32 activations)\n"
-               "  --threads N, --ctx N, --cache f16|f32 (default f32)\n");
+               "  --threads N, --ctx N, --cache f16|f32 (default f32)\n"
+               "  --yarn-beta-fast X, --yarn-beta-slow X, --llama-compat-beta\n");
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -21,6 +22,8 @@ int cmd_generate(int argc, char **argv) {
     k2_context_options co;
     k2_context_options_init(&co);
     co.cache_type = K2_CACHE_F32;
+    k2_model_options mo;
+    k2_model_options_init(&mo);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -48,6 +51,12 @@ int cmd_generate(int argc, char **argv) {
             if (!strcmp(c, "f16")) co.cache_type = K2_CACHE_F16;
             else if (!strcmp(c, "f32")) co.cache_type = K2_CACHE_F32;
             else return cli_usage_error("generate", "--cache must be f16 or f32, not '%s'", c);
+        } else if (!strcmp(a, "--yarn-beta-fast") && has) {
+            mo.yarn_beta_fast = strtof(argv[++i], NULL);
+        } else if (!strcmp(a, "--yarn-beta-slow") && has) {
+            mo.yarn_beta_slow = strtof(argv[++i], NULL);
+        } else if (!strcmp(a, "--llama-compat-beta")) {
+            mo.llama_compat_beta = true;
         } else {
             return cli_usage_error("generate", "unknown or incomplete option '%s'", a);
         }
@@ -63,7 +72,8 @@ int cmd_generate(int argc, char **argv) {
     k2_model *m = NULL;
     k2_context *ctx = NULL;
     int rc = 1;
-    if (k2_model_load(model, NULL, &m, &err) != K2_OK) goto fail;
+    if (k2_model_load(model, &mo, &m, &err) != K2_OK) goto fail;
+    if (k2_model_warnings(m)[0]) fprintf(stderr, "k2 generate: warning: %s\n", k2_model_warnings(m));
     if (k2_context_new(m, &co, &ctx, &err) != K2_OK) goto fail;
     if (k2_eval(ctx, ids, n, K2_ROWS_LAST, NULL, &err) != K2_OK) goto fail;
     uint32_t V = k2_model_n_vocab(m);

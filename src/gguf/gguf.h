@@ -6,4 +6,7 @@
 #include "base/base.h"
 #include "quant/quant.h"
 
+/* Bytes of one scalar metadata value of type t; 0 for strings, arrays and unknown types. */
+uint64_t gguf_scalar_size(uint32_t t);
+
 #endif

@@ -102,7 +102,7 @@ static bool rd_str(reader *r, k2_str *s, const char *what) {
     return true;
 }
 
-static uint64_t scalar_size(uint32_t t) {
+uint64_t gguf_scalar_size(uint32_t t) {
     switch (t) {
     case K2_GGUF_UINT8: case K2_GGUF_INT8: case K2_GGUF_BOOL: return 1;
     case K2_GGUF_UINT16: case K2_GGUF_INT16: return 2;
@@ -120,7 +120,7 @@ const char *k2_gguf_type_name(k2_gguf_type t) {
 
 static bool read_scalar(reader *r, uint32_t t, k2_gguf_value *v, const char *key) {
     uint8_t b[8] = {0};
-    uint64_t n = scalar_size(t);
+    uint64_t n = gguf_scalar_size(t);
     if (!rd_raw(r, b, n, key)) return false;
     v->type = (k2_gguf_type)t;
     switch (t) {
@@ -160,7 +160,7 @@ static bool read_array(k2_gguf *g, reader *r, k2_gguf_value *v, const char *key,
         return false;
     }
     /* Smallest possible encoding of one element, to bound n before allocating. */
-    uint64_t min_elem = et == K2_GGUF_STRING ? 8 : et == K2_GGUF_ARRAY ? 12 : scalar_size(et);
+    uint64_t min_elem = et == K2_GGUF_STRING ? 8 : et == K2_GGUF_ARRAY ? 12 : gguf_scalar_size(et);
     if (n > (r->size - r->pos) / min_elem) {
         k2_err(r->err, K2_EFORMAT, "%s: metadata key '%s': array of %llu %s elements does not fit in the %llu bytes left in the file",
                r->file, key, (unsigned long long)n, k2_gguf_type_name((k2_gguf_type)et), (unsigned long long)(r->size - r->pos));
@@ -205,7 +205,7 @@ static bool read_value(k2_gguf *g, reader *r, uint32_t t, k2_gguf_value *v, cons
         return rd_str(r, &v->v.str, key);
     }
     if (t == K2_GGUF_ARRAY) return read_array(g, r, v, key, depth);
-    if (scalar_size(t) == 0) {
+    if (gguf_scalar_size(t) == 0) {
         k2_err(r->err, K2_EFORMAT, "%s: metadata key '%s': unknown value type %u", r->file, key, t);
         return false;
     }

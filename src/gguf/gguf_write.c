@@ -63,16 +63,6 @@ void k2_gguf_writer_free(k2_gguf_writer *w) {
 
 void k2_gguf_writer_set_version(k2_gguf_writer *w, uint32_t version) { w->version = version; }
 
-static uint64_t elem_size(k2_gguf_type t) {
-    switch (t) {
-    case K2_GGUF_UINT8: case K2_GGUF_INT8: case K2_GGUF_BOOL: return 1;
-    case K2_GGUF_UINT16: case K2_GGUF_INT16: return 2;
-    case K2_GGUF_UINT32: case K2_GGUF_INT32: case K2_GGUF_FLOAT32: return 4;
-    case K2_GGUF_UINT64: case K2_GGUF_INT64: case K2_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 static bool value_copy(k2_gguf_value *dst, const k2_gguf_value *src) {
     *dst = *src;
     if (src->type == K2_GGUF_STRING) {
@@ -107,7 +97,7 @@ static bool value_copy(k2_gguf_value *dst, const k2_gguf_value *src) {
         for (uint64_t i = 0; i < n; i++)
             if (!value_copy(&a[i], &src->v.arr.arrays[i])) { dst->v.arr.n = i + 1; return false; }
     } else {
-        uint64_t bytes = n * elem_size(src->v.arr.type);
+        uint64_t bytes = n * gguf_scalar_size(src->v.arr.type);
         void *d = malloc(bytes ? bytes : 1);
         if (!d) return false;
         if (bytes) memcpy(d, src->v.arr.data, bytes);
@@ -171,7 +161,7 @@ k2_status k2_gguf_writer_set_str(k2_gguf_writer *w, const char *key, const char 
 }
 
 k2_status k2_gguf_writer_set_array(k2_gguf_writer *w, const char *key, k2_gguf_type elem_type, const void *data, uint64_t n) {
-    if (elem_size(elem_type) == 0) return K2_EINVAL;
+    if (gguf_scalar_size(elem_type) == 0) return K2_EINVAL;
     k2_gguf_value v;
     memset(&v, 0, sizeof v);
     v.type = K2_GGUF_ARRAY;
@@ -287,7 +277,7 @@ static void put_value_body(out_file *o, const k2_gguf_value *v) {
         } else if (v->v.arr.type == K2_GGUF_ARRAY) {
             for (uint64_t i = 0; i < v->v.arr.n; i++) put_value_body(o, &v->v.arr.arrays[i]);
         } else {
-            put(o, v->v.arr.data, v->v.arr.n * elem_size(v->v.arr.type));
+            put(o, v->v.arr.data, v->v.arr.n * gguf_scalar_size(v->v.arr.type));
         }
     } else {
         put_scalar(o, v);

@@ -273,6 +273,9 @@ static k2_status load_hparams(loader *ld, const k2_model_options *opt) {
                           "expert_count (%u)", ld->file, hp->n_expert_used, hp->n_expert);
         if (hp->n_ff_exp == 0)
             return k2_err(ld->err, K2_EFORMAT, "%s: expert_feed_forward_length is missing or 0", ld->file);
+        if (hp->n_expert_groups > 512)
+            return k2_err(ld->err, K2_EUNSUPPORTED, "%s: expert_group_count %u exceeds k2's limit of 512",
+                          ld->file, hp->n_expert_groups);
         if (hp->n_expert_groups > 1) {
             if (hp->n_expert % hp->n_expert_groups != 0 || hp->n_expert_groups_used == 0 ||
                 hp->n_expert_groups_used >= hp->n_expert_groups)

@@ -91,9 +91,18 @@ static void init_once(void) {
             default:
                 continue; /* integer types, F64, activation-only types: no kernel */
             }
+            /* the best activation quantizer at or below this level (all are bit-identical) */
+            for (int l = lvl; l > 0; l--) {
+                if (tab[l].quant[tr->vec_dot_type]) { tr->quantize_act = tab[l].quant[tr->vec_dot_type]; break; }
+            }
             /* the best kernel at or below this level */
             for (int l = lvl; l >= 0; l--) {
-                if (tab[l].dot[t]) { tr->vec_dot = tab[l].dot[t]; tr->level = (quant_cpu_level)l; break; }
+                if (tab[l].dot[t]) {
+                    tr->vec_dot = tab[l].dot[t];
+                    tr->matmul = tab[l].mm[t];
+                    tr->level = (quant_cpu_level)l;
+                    break;
+                }
             }
         }
     }
@@ -143,4 +152,27 @@ bool quant_matvec(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_row
     const uint8_t *p = w;
     for (int64_t r = 0; r < n_rows; r++) tr->vec_dot(n_cols, &out[r], p + (size_t)r * row_bytes, act_q);
     return true;
+}
+
+bool quant_matmul_at(quant_cpu_level level, uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows,
+                     int64_t n_cols, const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out) {
+    const quant_type_traits *tr = quant_traits_at(wtype, level);
+    if (!tr || !tr->vec_dot || n_rows < 0 || n_tok < 0) return false;
+    int64_t wb = k2_type_row_bytes(wtype, n_cols), ab = k2_type_row_bytes(tr->vec_dot_type, n_cols);
+    if (wb < 0 || ab < 0 || (n_rows > 1 && row_bytes < (size_t)wb) || (n_tok > 1 && act_row_bytes < (size_t)ab))
+        return false;
+    if (tr->matmul) {
+        tr->matmul(n_cols, w, row_bytes, n_rows, act_q, act_row_bytes, n_tok, out, (size_t)n_rows);
+        return true;
+    }
+    const uint8_t *p = w, *a = act_q;
+    for (int64_t r = 0; r < n_rows; r++) /* weight row stays in L1 across the tokens */
+        for (int64_t t = 0; t < n_tok; t++)
+            tr->vec_dot(n_cols, &out[t * n_rows + r], p + (size_t)r * row_bytes, a + (size_t)t * act_row_bytes);
+    return true;
+}
+
+bool quant_matmul(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols,
+                  const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out) {
+    return quant_matmul_at(quant_cpu_level_active(), wtype, w, row_bytes, n_rows, n_cols, act_q, act_row_bytes, n_tok, out);
 }

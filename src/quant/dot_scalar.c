@@ -11,9 +11,9 @@ static inline int sgn(uint8_t signs, int k) { return (signs >> k) & 1 ? -1 : 1; 
 /* ---- plain floats (§3.1): products in f32, sum in double ---- */
 
 void quant_dot_f32_scalar(int64_t n, float *s, const void *w, const void *a) {
-    const float *x = w, *y = a;
+    const uint8_t *x = w, *y = a; /* rows need no alignment: read through memcpy */
     double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * y[i]);
+    for (int64_t i = 0; i < n; i++) sum += (double)(qk_f32(x + 4 * i) * qk_f32(y + 4 * i));
     *s = (float)sum;
 }
 

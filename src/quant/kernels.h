@@ -32,10 +32,57 @@ QUANT_KERNEL_LIST(QUANT_DECLARE_SCALAR)
 /* A level's kernel table: index = k2_type id, NULL = use the next lower level. */
 typedef struct quant_kernel_table {
     quant_vec_dot_fn dot[K2_TYPE_COUNT];
+    quant_matmul_fn mm[K2_TYPE_COUNT]; /* used only together with dot[] of the same level */
+    quant_quantize_fn quant[K2_TYPE_COUNT]; /* by activation type; bit-identical to the scalar one */
 } quant_kernel_table;
 
 /* Filled by dot_avx2.c / dot_avx512.c (compiled with per-file ISA flags). */
 void quant_kernels_avx2(quant_kernel_table *t);
 void quant_kernels_avx512(quant_kernel_table *t);
+
+/* §3.4.2: the 8 six-bit scales and mins of the 12-byte Q4_K/Q5_K packing, one per byte
+ * (byte j = sub-block j), computed four at a time. */
+static inline void quant_k4_scales(const uint8_t *p, uint64_t *S, uint64_t *M) {
+    uint32_t u0 = qk_rd32(p), u1 = qk_rd32(p + 4), u2 = qk_rd32(p + 8);
+    uint32_t s_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+    uint32_t s_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+    *S = (uint64_t)s_lo | ((uint64_t)s_hi << 32);
+    *M = (uint64_t)m_lo | ((uint64_t)m_hi << 32);
+}
+
+/* Multi-token kernels. A SIMD file defines name##_rowx(n, x, a, ab, nt, out, os): one
+ * weight row x against nt <= QUANT_MM_TOKENS activation rows (ab bytes apart), writing
+ * out[t * os]; the weights of each block are unpacked once for all nt tokens, and the
+ * per-token operations do not depend on nt. This macro then defines dot_##name (nt = 1)
+ * and mm_##name (rows in L2-sized chunks, tokens in groups, each (row, group) one rowx
+ * call with a compile-time nt), so quant_matmul equals vec_dot bit for bit. */
+#define QUANT_MM_TOKENS 4
+#define QUANT_DEFINE_DOT_MM(name)                                                                                    \
+    static void dot_##name(int64_t n, float *s, const void *w, const void *a) {                                     \
+        name##_rowx(n, (const uint8_t *)w, (const uint8_t *)a, 0, 1, s, 0);                                         \
+    }                                                                                                                \
+    static void mm_##name(int64_t n, const void *w, size_t rb, int64_t nr, const void *a, size_t ab, int64_t nt,     \
+                          float *out, size_t os) {                                                                   \
+        const uint8_t *W = w, *A = a;                                                                                \
+        int64_t chunk = rb ? (int64_t)((256u << 10) / rb) : nr;                                                      \
+        if (chunk < 1) chunk = 1;                                                                                    \
+        for (int64_t r0 = 0; r0 < nr; r0 += chunk) {                                                                 \
+            int64_t r1 = nr - r0 < chunk ? nr : r0 + chunk;                                                          \
+            for (int64_t t = 0; t < nt; t += QUANT_MM_TOKENS) {                                                      \
+                int64_t m = nt - t < QUANT_MM_TOKENS ? nt - t : QUANT_MM_TOKENS;                                     \
+                for (int64_t r = r0; r < r1; r++) {                                                                  \
+                    const uint8_t *x = W + (size_t)r * rb, *y = A + (size_t)t * ab;                                  \
+                    float *o = out + (size_t)t * os + r;                                                             \
+                    switch (m) {                                                                                     \
+                    case 1: name##_rowx(n, x, y, ab, 1, o, os); break;                                               \
+                    case 2: name##_rowx(n, x, y, ab, 2, o, os); break;                                               \
+                    case 3: name##_rowx(n, x, y, ab, 3, o, os); break;                                               \
+                    default: name##_rowx(n, x, y, ab, 4, o, os); break;                                              \
+                    }                                                                                                \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
 
 #endif

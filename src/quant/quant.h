@@ -68,20 +68,28 @@ typedef void (*quant_quantize_fn)(const float *x, void *y, int64_t n);
 /* *s = dot(one weight row w, one activation row a) over n elements; w and a need no
  * alignment; n is a whole number of blocks of both types. */
 typedef void (*quant_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
+/* Many rows against many activation rows: out[t * out_stride + r] = dot(w row r, a row t)
+ * for r < n_rows, t < n_tok; rows row_bytes / act_row_bytes apart. */
+typedef void (*quant_matmul_fn)(int64_t n, const void *w, size_t row_bytes, int64_t n_rows, const void *a,
+                                size_t act_row_bytes, int64_t n_tok, float *out, size_t out_stride);
 
 typedef enum quant_cpu_level {
     QUANT_CPU_SCALAR = 0,  /* portable C, the §4.5 float order */
     QUANT_CPU_AVX2 = 1,    /* AVX2 + FMA + F16C */
-    QUANT_CPU_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI */
+    QUANT_CPU_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI (own kernels only where measured faster
+                              than AVX2: Q2_K..Q6_K, Q8_0, IQ4_XS, IQ3_S, IQ1_M) */
     QUANT_CPU_LEVELS = 3
 } quant_cpu_level;
 
 typedef struct quant_type_traits {
     uint32_t type;                 /* the weight type */
     uint32_t vec_dot_type;         /* its activation type (§4.1) */
-    quant_quantize_fn quantize_act;/* f32 row -> vec_dot_type row */
+    quant_quantize_fn quantize_act;/* f32 row -> vec_dot_type row; SIMD versions (Q8_0, Q8_K) write
+                                      exactly the bytes of the scalar quant_quantize_row_* */
     quant_vec_dot_fn vec_dot;      /* NULL when k2 has no kernel for this type */
     quant_cpu_level level;         /* level of the kernel in vec_dot (may be below the requested one) */
+    quant_matmul_fn matmul;        /* multi-row kernel of that same level, or NULL (then quant_matmul
+                                      loops over vec_dot); bit-identical to vec_dot per (row, token) */
 } quant_type_traits;
 
 /* Traits at the active CPU level: the best level the CPU supports, lowered by the env
@@ -105,5 +113,20 @@ const char *quant_cpu_level_name(quant_cpu_level level);
  * not a whole number of blocks. */
 bool quant_matvec(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols,
                   const void *act_q, float *out);
+
+/* out[t * n_rows + r] = dot(weight row r, activation row t) for r < n_rows, t < n_tok:
+ * act_q holds n_tok activation rows (quantize_act of quant_traits(wtype)), act_row_bytes
+ * apart (>= k2_type_row_bytes(vec_dot_type, n_cols)). For prefill / batched decode: the
+ * multi-token kernels load and unpack each weight block once for up to 4 tokens (AVX2:
+ * Q4_K, Q5_K, Q6_K, Q8_0, IQ3_XXS, IQ3_S, IQ4_XS; AVX-512: Q2_K..Q6_K, Q8_0, IQ4_XS,
+ * IQ3_S, IQ1_M); other types loop over vec_dot with the weight row kept in L1. Every result is bit-identical to quant_traits(wtype)->vec_dot on the same pair
+ * (same integer sums, same f32 operation order). Single-threaded. Returns false (out
+ * untouched) when wtype has no kernel, n_cols is not a whole number of blocks, or a
+ * stride is too small. */
+bool quant_matmul(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols,
+                  const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out);
+/* The same at an explicit CPU level (clamped like quant_traits_at); for tests/benchmarks. */
+bool quant_matmul_at(quant_cpu_level level, uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows,
+                     int64_t n_cols, const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out);
 
 #endif

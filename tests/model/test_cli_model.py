@@ -37,6 +37,15 @@ def main():
         ids = [int(x) for x in p.stdout.strip().split(",")]
         check(p.returncode == 0 and len(ids) == 3 and ids[0] == int(full[2].argmax()),
               "generate prints the greedy ids")
+        toks = ",".join(str(t) for t in range(40, 80))
+        k2("logits", "-m", m, "--tokens", toks, "--out", out, "--exact")
+        a = np.fromfile(out, dtype="<f4").reshape(40, -1)
+        k2("logits", "-m", m, "--tokens", toks, "--out", out, "--exact", "--llama-compat-beta")
+        b = np.fromfile(out, dtype="<f4").reshape(40, -1)
+        k2("logits", "-m", m, "--tokens", toks, "--out", out, "--exact", "--yarn-beta-fast", "32")
+        c = np.fromfile(out, dtype="<f4").reshape(40, -1)
+        check(np.abs(a[0] - b[0]).max() < 1e-6 and np.abs(a[-1] - b[-1]).max() > 1e-3 and np.array_equal(b, c),
+              "--llama-compat-beta (= --yarn-beta-fast 32) changes positions > 0 only")
         p = k2("logits", "-m", m, "--tokens", "1,2,3,4,5", "--ctx", "4", "--out", out)
         check(p.returncode == 1 and "context" in p.stderr, f"prompt longer than the context: {p.stderr.strip()}")
         p = k2("logits", "-m", m, "--tokens", "1,2048", "--out", out)

@@ -1,6 +1,8 @@
 """deepseek2 variants (no q-LoRA, legacy attn_kv_b, softmax routing, grouped routing, two
 shared experts, no YaRN, YaRN with default betas, tied output) written by make_variants with
-k2's GGUF writer: k2 exact mode (prefill and decode) against the NumPy oracle."""
+k2's GGUF writer: k2 exact mode (prefill and decode) against the NumPy oracle (max |d| <=
+0.005), and fast mode on the Q8_0 files (median d <= 3 % of the largest logit -- the tied file's
+logits reach ~45 -- and argmax agreement >= 80 %)."""
 import os
 import subprocess
 import sys
@@ -27,22 +29,26 @@ def main():
             for t in ["f32", "f16", "q8_0"]:
                 path = os.path.join(tmp, f"{v}-{t}.gguf")
                 ref = deepseek_ref.Model(path).forward(TOKENS)
-                for mode, extra in [("prefill", []), ("decode", ["--decode"])]:
+                modes = [("prefill", ["--exact"]), ("decode", ["--exact", "--decode"])]
+                if t == "q8_0":
+                    modes.append(("fast", []))   # Q8_0 activations: ~1 % noise, looser bound
+                for mode, extra in modes:
                     p = subprocess.run([K2, "logits", "-m", path, "--tokens", ",".join(map(str, TOKENS)),
-                                        "--out", out, "--exact", "--threads", "2"] + extra,
+                                        "--out", out, "--threads", "2"] + extra,
                                        capture_output=True, text=True)
                     if p.returncode != 0:
-                        if t == "q8_0" and "cannot compute with" in p.stderr:
-                            print(f"skip {v}-{t}: {p.stderr.strip()}")
-                            break
                         print(f"FAIL {v}-{t} {mode}: {p.stderr.strip()}")
                         fails += 1
                         continue
                     lg = np.fromfile(out, dtype="<f4").reshape(len(TOKENS), -1)
-                    d = np.abs(lg - ref).max()
-                    ok = d <= TOL
+                    d = np.abs(lg - ref).max(axis=1)
+                    if mode == "fast":
+                        ok = np.median(d) <= 0.03 * np.abs(ref).max() and np.mean(lg.argmax(1) == ref.argmax(1)) >= 0.8
+                    else:
+                        ok = d.max() <= TOL
                     fails += not ok
-                    print(f"{'ok ' if ok else 'FAIL'} {v}-{t} {mode}: max |k2 - oracle| {d:.3g}")
+                    print(f"{'ok ' if ok else 'FAIL'} {v}-{t} {mode}: max |k2 - oracle| {d.max():.3g}, "
+                          f"median {np.median(d):.3g}")
     return 1 if fails else 0
 
 

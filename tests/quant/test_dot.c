@@ -83,8 +83,89 @@ static const uint32_t TYPES[] = {
 };
 
 #define ROWS 12
+#define TOKS 6
+
+/* quant_matmul_at at every level = that level's vec_dot on every (row, token) pair, bit for
+ * bit; rows and activation rows are given padded strides to catch stride mix-ups. */
+static void check_matmul(uint32_t t, int64_t n) {
+    const quant_type_traits *tr0 = quant_traits_at(t, QUANT_CPU_SCALAR);
+    int64_t wbytes = k2_type_row_bytes(t, n), abytes = k2_type_row_bytes(tr0->vec_dot_type, n);
+    size_t rs = (size_t)wbytes + 3, as = (size_t)abytes + 5;
+    uint8_t *w = malloc(rs * ROWS), *aq = malloc(as * TOKS);
+    float *x = malloc(sizeof(float) * (size_t)n), *mm = malloc(sizeof(float) * ROWS * TOKS);
+    for (int r = 0; r < ROWS; r++) random_row(t, w + r * rs, n);
+    for (int k = 0; k < TOKS; k++) {
+        for (int64_t i = 0; i < n; i++) x[i] = nrand() * (k + 1);
+        tr0->quantize_act(x, aq + k * as, n);
+    }
+    for (int lvl = 0; lvl <= (int)quant_cpu_level_supported(); lvl++) {
+        const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
+        for (int nt = 0; nt <= TOKS; nt++) {
+            int nr = nt == 2 ? 1 : ROWS;
+            for (int i = 0; i < ROWS * TOKS; i++) mm[i] = -1.0f;
+            CHECK(quant_matmul_at((quant_cpu_level)lvl, t, w, rs, nr, n, aq, as, nt, mm));
+            for (int k = 0; k < nt; k++)
+                for (int r = 0; r < nr; r++) {
+                    float s;
+                    tr->vec_dot(n, &s, w + r * rs, aq + k * as);
+                    CHECK_MSG(memcmp(&s, &mm[k * nr + r], 4) == 0, "%s n=%lld level %s matmul n_tok=%d [%d][%d]: %.9g vs vec_dot %.9g",
+                              k2_type_name(t), (long long)n, quant_cpu_level_name((quant_cpu_level)lvl), nt, k, r,
+                              mm[k * nr + r], s);
+                }
+            CHECK(nr * nt == ROWS * TOKS || mm[nr * nt] == -1.0f);
+        }
+    }
+    CHECK(!quant_matmul(t, w, (size_t)wbytes - 1, 2, n, aq, as, 1, mm));
+    CHECK(!quant_matmul(t, w, rs, 1, n, aq, (size_t)abytes - 1, 2, mm));
+    free(w); free(aq); free(x); free(mm);
+}
+
+/* The activation quantizers of every level (traits->quantize_act) write the same bytes as
+ * the scalar quant_quantize_row_q8_0 / _q8_k, on ordinary rows and on the edge cases:
+ * rounding ties, +-amax ties, zero, subnormal, huge, infinite and NaN elements. */
+static void check_quantizers(void) {
+    enum { N = 7168 };
+    float *x = malloc(sizeof(float) * N);
+    uint8_t *ref = malloc(N * 2), *got = malloc(N * 2);
+    const uint32_t wt[2] = {K2_TYPE_Q8_0, K2_TYPE_Q4_K};
+    for (int trial = 0; trial < 40; trial++) {
+        for (int i = 0; i < N; i++) {
+            float v = nrand() * (trial % 3 == 0 ? 1e-3f : 7.0f);
+            switch (trial % 8) {
+            case 1: v = (float)((int)(rnd() % 255) - 127) + 0.5f; break;       /* halves: ties at scale 1 */
+            case 2: v = (i % 256 == 5) ? 127.0f : (i % 256 == 3 ? -127.0f : v); break; /* +-amax, first wins */
+            case 3: v = (i / 256) % 3 == 0 ? 0.0f : v; break;                 /* all-zero blocks */
+            case 4: v = v * 1e-41f; break;                                     /* subnormals */
+            case 5: v = (rnd() % 97 == 0) ? (rnd() & 1 ? INFINITY : -INFINITY) : v; break;
+            case 6: v = (rnd() % 89 == 0) ? NAN : v; break;
+            case 7: v = (rnd() % 50 == 0) ? (rnd() & 1 ? 3e38f : -3e38f) : v * 1e-30f; break;
+            default: break;
+            }
+            x[i] = v;
+        }
+        if (trial % 8 == 1) { x[0] = 127.0f; x[32] = -127.0f; }
+        for (int k = 0; k < 2; k++) {
+            const quant_type_traits *t0 = quant_traits_at(wt[k], QUANT_CPU_SCALAR);
+            int64_t bytes = k2_type_row_bytes(t0->vec_dot_type, N);
+            if (k == 0) quant_quantize_row_q8_0(x, ref, N);
+            else quant_quantize_row_q8_k(x, ref, N);
+            for (int lvl = 0; lvl <= (int)quant_cpu_level_supported(); lvl++) {
+                const quant_type_traits *tr = quant_traits_at(wt[k], (quant_cpu_level)lvl);
+                memset(got, 0xa5, (size_t)bytes);
+                tr->quantize_act(x, got, N);
+                int64_t at = -1;
+                for (int64_t i = 0; i < bytes && at < 0; i++) if (ref[i] != got[i]) at = i;
+                CHECK_MSG(at < 0, "quantize %s level %s trial %d: byte %lld differs (%02x vs scalar %02x)",
+                          k2_type_name(t0->vec_dot_type), quant_cpu_level_name((quant_cpu_level)lvl), trial,
+                          (long long)at, at >= 0 ? got[at] : 0, at >= 0 ? ref[at] : 0);
+            }
+        }
+    }
+    free(x); free(ref); free(got);
+}
 
 int main(void) {
+    check_quantizers();
     quant_cpu_level top = quant_cpu_level_supported();
     fprintf(stderr, "cpu levels: supported %s, active %s\n", quant_cpu_level_name(top),
             quant_cpu_level_name(quant_cpu_level_active()));
@@ -140,6 +221,8 @@ int main(void) {
             }
             free(w); free(aq); free(x); free(wd); free(ad); free(mv);
         }
+        check_matmul(t, 2048);
+        if (k2_type_block_size(t) == 32) check_matmul(t, 96); /* odd block count (Q8_0 pairs) */
         fprintf(stderr, "%-8s act %-5s worst rel err:", k2_type_name(t), k2_type_name(tr0->vec_dot_type));
         for (int lvl = 0; lvl <= (int)top; lvl++) {
             const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
