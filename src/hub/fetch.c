@@ -117,6 +117,9 @@ struct session {
     size_t *sel;
     size_t n_sel;
     long model_index;
+    char **absent;            /* literal includes known not to exist at the commit (§4.6) */
+    size_t n_absent;
+    bool mark_absent;         /* learnt online: write .no_exist markers for them */
     ffile *files;
     k2_hub_file *pub;
     size_t nf;
@@ -147,6 +150,9 @@ static void start_api(session *s, const char *url, int kind);
 static void after_listing(session *s);
 static void cancel_all_reqs(session *s);
 static void hash_restart(ffile *f);
+static void start_listing(session *s);
+static bool listed(const session *s, const char *path);
+static void add_absent(session *s, const char *path);
 
 static uint64_t now_ms(void) { return k2_now_ns() / 1000000u; }
 
@@ -245,6 +251,7 @@ typedef struct result_box {
     k2_hub_file *files;
     char **paths;
     char *repo, *commit, *snap, *model;
+    char **absent;
 } result_box;
 
 static void result_free(void *p) {
@@ -257,6 +264,9 @@ static void result_free(void *p) {
     }
     free(b->files);
     free(b->paths);
+    if (b->absent)
+        for (size_t i = 0; b->absent[i]; i++) free(b->absent[i]);
+    free(b->absent);
     free(b->repo);
     free(b->commit);
     free(b->snap);
@@ -290,6 +300,10 @@ static result_box *make_result(session *s) {
     b->r.paths = (const char *const *)b->paths;
     b->r.model_path = b->model;
     b->r.from_cache_only = s->from_cache;
+    b->absent = k2_calloc(s->n_absent + 1, sizeof *b->absent);
+    for (size_t i = 0; i < s->n_absent; i++) b->absent[i] = k2_strdup(s->absent[i]);
+    b->r.n_absent = s->n_absent;
+    b->r.absent = (const char *const *)b->absent;
     return b;
 }
 
@@ -314,6 +328,8 @@ static void session_free(session *s) {
     free(s->files);
     hub_entries_free(s->entries, s->n_entries);
     free(s->sel);
+    for (size_t i = 0; i < s->n_absent; i++) free(s->absent[i]);
+    free(s->absent);
     if (s->include) {
         for (size_t i = 0; s->include[i]; i++) free(s->include[i]);
         free(s->include);
@@ -578,10 +594,7 @@ static void api_done(hub_req *r, CURLcode rc) {
         memcpy(s->commit, sha, 41);
         json_decref(doc);
         hub_req_free(r);
-        char *url = k2_asprintf("%s/api/models/%s/tree/%s?recursive=true", s->cfg.endpoint, s->ref.repo, s->commit);
-        s->api_hops = 0;
-        start_api(s, url, 2);
-        free(url);
+        start_listing(s);
         return;
     }
     /* tree page (§1.3) */
@@ -664,7 +677,10 @@ static void api_done(hub_req *r, CURLcode rc) {
         free(next);
         return;
     }
-    /* listing complete: select */
+    /* listing complete: explicit paths it lacks do not exist at this commit (§4.6) */
+    for (size_t k = 0; s->include && s->include[k]; k++)
+        if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k])) add_absent(s, s->include[k]);
+    s->mark_absent = s->n_absent > 0;
     after_listing(s);
 }
 
@@ -688,6 +704,27 @@ static void start_api(session *s, const char *url, int kind) {
 }
 
 /* ------------------------------------------------------- offline listing */
+static bool listed(const session *s, const char *path) {
+    for (size_t i = 0; i < s->n_entries; i++)
+        if (strcmp(s->entries[i].path, path) == 0) return true;
+    return false;
+}
+
+static void add_absent(session *s, const char *path) {
+    for (size_t i = 0; i < s->n_absent; i++)
+        if (strcmp(s->absent[i], path) == 0) return;
+    s->absent = k2_realloc(s->absent, (s->n_absent + 2) * sizeof *s->absent);
+    s->absent[s->n_absent++] = k2_strdup(path);
+    s->absent[s->n_absent] = NULL;
+}
+
+/* True when the selection is explicit paths only (no quant, no wildcard). */
+static bool literal_selection(const session *s) {
+    if (s->ref.quant[0] || !s->include || !s->include[0]) return false;
+    for (size_t k = 0; s->include[k]; k++)
+        if (!hub_glob_literal(s->include[k])) return false;
+    return true;
+}
 static void offline_work(void *u) {
     job *j = u;
     session *s = j->s;
@@ -695,12 +732,50 @@ static void offline_work(void *u) {
     hub_entry *e = NULL;
     size_t n = 0;
     j->st = hub_offline_listing(s->repo_dir, s->rev, commit, &e, &n, &j->err);
-    if (j->st == K2_OK) {
-        memcpy(s->commit, commit, 41);
-        hub_entries_free(s->entries, s->n_entries);
-        s->entries = e;
-        s->n_entries = n;
-    }
+    if (j->st != K2_OK) return;
+    memcpy(s->commit, commit, 41);
+    hub_entries_free(s->entries, s->n_entries);
+    s->entries = e;
+    s->n_entries = n;
+    /* explicit paths the snapshot lacks: known absent when marked (§4.13 step 3) */
+    for (size_t k = 0; s->include && s->include[k]; k++)
+        if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k]) &&
+            hub_no_exist_check(s->repo_dir, s->commit, s->include[k]))
+            add_absent(s, s->include[k]);
+    if (s->n_entries == 0 && s->n_absent == 0)
+        j->st = k2_err(&j->err, K2_ENOTFOUND, "%s: snapshot %s has no files in the cache", s->repo_dir, s->commit);
+}
+
+/* Online shortcut for a commit revision and explicit paths only: every path is in
+ * the snapshot or known absent => no request at all (Python's commit shortcut and
+ * try_to_load_from_cache, §4.6, §4.13). */
+static void cache_first_work(void *u) {
+    job *j = u;
+    session *s = j->s;
+    hub_entry *e = NULL;
+    size_t n = 0, na = 0;
+    char **ab = NULL;
+    j->st = hub_cached_paths(s->repo_dir, s->commit, (const char *const *)s->include, &e, &n, &ab, &na, &j->err);
+    if (j->st != K2_OK) return;
+    s->entries = e;
+    s->n_entries = n;
+    s->absent = ab;
+    s->n_absent = na;
+}
+
+static void start_listing(session *s) {
+    char *url = k2_asprintf("%s/api/models/%s/tree/%s?recursive=true", s->cfg.endpoint, s->ref.repo, s->commit);
+    s->api_hops = 0;
+    start_api(s, url, 2);
+    free(url);
+}
+
+static void cache_first_done(job *j) {
+    session *s = j->s;
+    if (s->stopping) { try_finish(s); return; }
+    if (j->st != K2_OK) { start_listing(s); return; }
+    s->from_cache = true;
+    after_listing(s);
 }
 
 static void offline_done(job *j) {
@@ -759,6 +834,8 @@ static void inspect_work(void *u) {
         }
         free(tag);
         if (!hub_is_commit(s->rev)) hub_write_ref(s->repo_dir, s->rev, s->commit, NULL);
+        if (s->mark_absent)
+            for (size_t i = 0; i < s->n_absent; i++) hub_no_exist_mark(s->repo_dir, s->commit, s->absent[i]);
     }
     for (size_t i = 0; i < s->nf; i++) {
         ffile *f = &s->files[i];
@@ -815,11 +892,45 @@ static void inspect_done(job *j) {
     pump(s);
 }
 
+static void mark_absent_work(void *u) {
+    job *j = u;
+    session *s = j->s;
+    for (size_t i = 0; i < s->n_absent; i++) hub_no_exist_mark(s->repo_dir, s->commit, s->absent[i]);
+    if (!hub_is_commit(s->rev)) hub_write_ref(s->repo_dir, s->rev, s->commit, NULL);
+}
+
+static void mark_absent_done(job *j) {
+    j->s->mark_absent = false;
+    session_fail(j->s, &j->err);
+}
+
 static void after_listing(session *s) {
     hub_entries_sort(s->entries, s->n_entries);
     k2_error e;
     const char *const *inc = (const char *const *)s->include;
-    if (hub_select(s->entries, s->n_entries, s->ref.quant, inc, s->o.all, &s->sel, &s->n_sel, &s->model_index, &e) != K2_OK) {
+    k2_status sst = hub_select(s->entries, s->n_entries, s->ref.quant, inc, s->o.all, &s->sel, &s->n_sel,
+                               &s->model_index, &e);
+    if (sst == K2_ENOTFOUND && s->n_absent > 0) {
+        char names[1024] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < s->n_absent && used + 1 < sizeof names; i++) {
+            int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", s->absent[i]);
+            if (w < 0) break;
+            used = K2_MIN(used + (size_t)w, sizeof names - 1);
+        }
+        k2_err(&e, K2_ENOTFOUND, "%s@%.12s: %s: no such file in this commit%s", s->ref.repo, s->commit, names,
+               s->from_cache ? " (known from the cache's .no_exist markers)" : "");
+        if (s->mark_absent && !s->o.list_only) {
+            /* still record it for the next time (and for Python) */
+            job proto = {0};
+            proto.err = e;
+            submit(s, NULL, mark_absent_work, mark_absent_done, &proto);
+            return;
+        }
+        session_fail(s, &e);
+        return;
+    }
+    if (sst != K2_OK) {
         k2_err_prefix(&e, "%s@%.12s: ", s->ref.repo, s->commit);
         session_fail(s, &e);
         return;
@@ -1274,6 +1385,13 @@ static void reset_progress(ffile *f) {
 
 static void start_xfer(ffile *f, uint32_t chunk, const char *url, bool auth, int hops);
 
+static void mark_one_work(void *u) {
+    job *j = u;
+    hub_no_exist_mark(j->s->repo_dir, j->s->commit, j->f->pub->path);
+}
+
+static void mark_one_done(job *j) { try_finish(j->s); }
+
 static bool xfer_on_response(hub_req *r) {
     xfer *x = r->user;
     ffile *f = x->f;
@@ -1477,6 +1595,10 @@ static void xfer_on_done(hub_req *r, CURLcode rc) {
             char what[600];
             snprintf(what, sizeof what, "%s: %s", s->ref.repo, f->pub->path);
             map_hub_error(r, what, &e);
+            const char *code = hub_req_header(r, "X-Error-Code"), *rc2 = hub_req_header(r, "X-Repo-Commit");
+            if (st == 404 && code && strcmp(code, "EntryNotFound") == 0 && rc2 && strcmp(rc2, s->commit) == 0 &&
+                hub_origin(s, r->url))
+                submit(s, f, mark_one_work, mark_one_done, NULL);   /* §1.8, §4.6 */
             xfer_free(x); file_fail(f, &e); return;
         }
     } else {
@@ -1686,9 +1808,8 @@ static void session_start(void *u) {
     }
     if (hub_is_commit(s->rev)) {
         memcpy(s->commit, s->rev, 41);
-        char *url = k2_asprintf("%s/api/models/%s/tree/%s?recursive=true", s->cfg.endpoint, s->ref.repo, s->commit);
-        start_api(s, url, 2);
-        free(url);
+        if (literal_selection(s) && !s->o.list_only) submit(s, NULL, cache_first_work, cache_first_done, NULL);
+        else start_listing(s);
         return;
     }
     char *rev = hub_encode_segment(s->rev);

@@ -24,6 +24,8 @@ k2_status hub_ref_parse(const char *s, hub_ref *out, k2_error *err);
 bool hub_repo_id_valid(const char *id);
 /* huggingface_hub fnmatchcase semantics (§5.3). */
 bool hub_glob_match(const char *pattern, const char *path);
+/* A pattern without wildcards names one file: an explicit (optional) request. */
+bool hub_glob_literal(const char *pattern);
 /* Rejects absolute paths, '..' segments, backslashes, control characters (§4.4). */
 bool hub_path_safe(const char *path);
 /* Blob names must be hex sha1/sha256, or at least [A-Za-z0-9._-] without ".." (§4.3). */
@@ -73,9 +75,18 @@ k2_status hub_write_ref(const char *repo_dir, const char *rev, const char *commi
 /* True if path names an existing regular file (symlinks resolved). */
 bool hub_file_exists(const char *path, uint64_t *size);
 bool hub_is_commit(const char *rev);
-/* Offline resolution (§4.13): revision -> commit, then the snapshot's files. */
+/* Offline resolution (§4.13): revision -> commit, then the snapshot's files
+ * (none when the snapshot folder is missing or empty: *n = 0, K2_OK). */
 k2_status hub_offline_listing(const char *repo_dir, const char *revision, char commit[41],
                               hub_entry **out, size_t *n, k2_error *err);
+/* .no_exist/<commit>/<path> (§4.6): "path does not exist at commit". */
+bool hub_no_exist_check(const char *repo_dir, const char *commit, const char *path);
+void hub_no_exist_mark(const char *repo_dir, const char *commit, const char *path);
+/* Cache-only lookup of explicit paths at a commit (§4.13 steps 3-4): each path is
+ * either a complete snapshot file (-> *out) or known absent (-> *absent, NULL-
+ * terminated); anything else is K2_ENOTFOUND (the network must decide). */
+k2_status hub_cached_paths(const char *repo_dir, const char *commit, const char *const *paths, hub_entry **out,
+                           size_t *n_out, char ***absent, size_t *n_absent, k2_error *err);
 
 /* ---- HTTP over curl multi on a libuv loop (http.c) ---- */
 typedef struct hub_http hub_http;
