@@ -29,7 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HASH_STEP (8u << 20)        /* hash once this many contiguous bytes are waiting */
+#define HASH_MIN (1u << 20)         /* start a hash job once this many contiguous bytes wait */
+#define HASH_JOB_MAX (64u << 20)    /* bytes per hash job: other worker jobs get their turn */
 #define TICK_MS 50
 #define PROGRESS_MS 250
 #define JOURNAL_MS 1000
@@ -85,7 +86,9 @@ struct ffile {
     /* verification */
     int hash_kind;            /* 0 none, 1 sha256, 2 git sha1 */
     EVP_MD_CTX *md;
-    uint64_t hashed;
+    uint64_t hashed;          /* bytes fed to the digest (loop thread's view) */
+    _Atomic uint64_t avail;   /* contiguous bytes on disk from offset 0, published to the hasher */
+    uint32_t pfx_chunk;       /* first chunk not complete (avail's chunk) */
     bool hash_busy;
     unsigned hash_gen;        /* bumped when progress is reset while a hash job runs */
     int integrity_retries;
@@ -1087,6 +1090,7 @@ static void prepare_work(void *u) {
 }
 
 static void start_hash_if_due(ffile *f, bool final);
+static uint64_t publish_prefix(ffile *f);
 static void finalize_file(ffile *f);
 
 static void file_done(ffile *f) {
@@ -1118,6 +1122,7 @@ static void prepare_done(job *j) {
     for (uint32_t i = 0; i < f->nch; i++) f->have += f->done[i];
     s->total_have += f->have;
     f->hashed = 0;
+    f->pfx_chunk = 0;
     if (f->md) { EVP_MD_CTX_free(f->md); f->md = NULL; }
     if (f->hash_kind) {
         f->md = EVP_MD_CTX_new();
@@ -1129,6 +1134,9 @@ static void prepare_done(job *j) {
         }
     }
     f->st = F_TRANSFER;
+    publish_prefix(f);
+    /* resuming: the bytes already on disk are hashed first, while the rest downloads */
+    start_hash_if_due(f, false);
     emit(s, K2_HUB_EVENT_FILE_START, f->idx, f->have ? "resuming" : NULL);
     pump(s);
 }
@@ -1177,24 +1185,34 @@ static void submit_journal(session *s, ffile *f) {
 }
 
 /* --------------------------------------------------------------- hashing */
-static uint64_t contiguous_prefix(const ffile *f) {
-    uint64_t p = 0;
-    for (uint32_t i = 0; i < f->nch; i++) {
-        uint64_t len = K2_MIN(f->cs, f->pub->size - (uint64_t)i * f->cs);
-        p += f->done[i];
-        if (f->done[i] < len) break;
-    }
+static uint64_t chunk_len(const ffile *f, uint32_t c) {
+    return K2_MIN(f->cs, f->pub->size - (uint64_t)c * f->cs);
+}
+
+/* Advances the contiguous prefix after writes and publishes it to the hasher
+ * (§4.12: the "hashed-up-to" offset follows contiguous completed data). */
+static uint64_t publish_prefix(ffile *f) {
+    while (f->pfx_chunk < f->nch && f->done[f->pfx_chunk] >= chunk_len(f, f->pfx_chunk)) f->pfx_chunk++;
+    uint64_t p = f->pfx_chunk < f->nch ? (uint64_t)f->pfx_chunk * f->cs + f->done[f->pfx_chunk] : f->pub->size;
+    atomic_store_explicit(&f->avail, p, memory_order_release);
     return p;
 }
 
+/* Runs on a worker: feeds the digest from `a` on, in file order, following the
+ * prefix the loop thread publishes while the download goes on, until it catches
+ * up or has done HASH_JOB_MAX bytes (hash_done chains the next job). The bytes
+ * are read back with pread (page cache) so the loop thread never hashes. */
 static void hash_work(void *u) {
     job *j = u;
     ffile *f = j->f;
     size_t bs = 1u << 20;
     char *buf = k2_malloc(bs);
-    uint64_t pos = j->a;
-    while (pos < j->b && !atomic_load(&j->s->abort_work)) {
-        size_t want = (size_t)K2_MIN((uint64_t)bs, j->b - pos);
+    uint64_t pos = j->a, stop = j->a + HASH_JOB_MAX;
+    for (;;) {
+        if (atomic_load(&j->s->abort_work)) break;
+        uint64_t end = K2_MIN(atomic_load_explicit(&f->avail, memory_order_acquire), stop);
+        if (pos >= end) break;
+        size_t want = (size_t)K2_MIN((uint64_t)bs, end - pos);
         ssize_t r = pread(j->fd, buf, want, (off_t)pos);
         if (r <= 0) { j->st = K2_EIO; k2_err(&j->err, K2_EIO, "%s: read error while hashing: %s", f->tmp, r < 0 ? strerror(errno) : "short file"); break; }
         EVP_DigestUpdate(f->md, buf, (size_t)r);
@@ -1212,19 +1230,19 @@ static void hash_done(job *j) {
     if (s->stopping) { try_finish(s); return; }
     if (j->st != K2_OK) { session_fail(s, &j->err); return; }
     if (j->kind != (int)f->hash_gen) hash_restart(f);
+    if (f->st == F_TRANSFER) start_hash_if_due(f, false);   /* keep following the download */
     pump(s);
 }
 
 static void start_hash_if_due(ffile *f, bool final) {
     if (!f->hash_kind || f->hash_busy || f->fd < 0) return;
-    uint64_t p = contiguous_prefix(f);
+    uint64_t p = atomic_load_explicit(&f->avail, memory_order_relaxed);
     if (p <= f->hashed) return;
-    if (!final && p - f->hashed < HASH_STEP && p < f->pub->size) return;
+    if (!final && p - f->hashed < HASH_MIN && p < f->pub->size) return;
     f->hash_busy = true;
     job proto = {0};
     proto.fd = f->fd;
     proto.a = f->hashed;
-    proto.b = p;
     proto.kind = (int)f->hash_gen;
     submit(f->s, f, hash_work, hash_done, &proto);
 }
@@ -1379,6 +1397,8 @@ static void reset_progress(ffile *f) {
     s->total_have -= K2_MIN(s->total_have, f->have);
     f->have = 0;
     memset(f->done, 0, f->nch * sizeof *f->done);
+    f->pfx_chunk = 0;
+    atomic_store(&f->avail, 0);
     if (f->hash_busy) f->hash_gen++;   /* hash_done restarts the digest */
     else hash_restart(f);
 }
@@ -1481,6 +1501,10 @@ static bool xfer_on_body(hub_req *r, const char *data, size_t n) {
     x->got = true;
     f->have += n;
     s->total_have += n;
+    if (f->hash_kind) {
+        publish_prefix(f);
+        start_hash_if_due(f, false);
+    }
     return true;
 }
 
