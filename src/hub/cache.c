@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +309,109 @@ k2_status hub_write_ref(const char *repo_dir, const char *rev, const char *commi
     free(tmp);
     free(path);
     return ok ? K2_OK : K2_EIO;
+}
+
+/* ---- trees/<commit>.json (§4.9) ---- */
+static bool all_hex(const char *h, size_t len) {
+    if (!h || strlen(h) != len) return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isxdigit((unsigned char)h[i])) return false;
+    return true;
+}
+
+bool hub_xet_hash_valid(const char *h) { return all_hex(h, 64); }
+
+k2_status hub_tree_read(const char *repo_dir, const char *commit, hub_entry **out, size_t *n, k2_error *err) {
+    *out = NULL;
+    *n = 0;
+    if (!hub_is_commit(commit)) return k2_err(err, K2_ENOTFOUND, "not a commit");
+    char *path = k2_asprintf("%s/trees/%s.json", repo_dir, commit);
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    if (!doc) {
+        k2_status st = k2_err(err, K2_ENOTFOUND, "%s: no usable tree listing", path);
+        free(path);
+        return st;
+    }
+    json_t *files = json_object_get(doc, "files");
+    json_t *fv = json_object_get(doc, "format_version");
+    k2_status st = K2_OK;
+    if (!json_is_integer(fv) || json_integer_value(fv) != 1 || !json_is_object(files))
+        st = k2_err(err, K2_ENOTFOUND, "%s: unknown format_version or no 'files' object", path);
+    size_t cap = st == K2_OK ? json_object_size(files) : 0;
+    hub_entry *e = k2_calloc(cap ? cap : 1, sizeof *e);
+    size_t ne = 0;
+    const char *key;
+    json_t *it;
+    if (st == K2_OK) json_object_foreach(files, key, it) {
+        json_t *sz = json_object_get(it, "size");
+        const char *blob = json_string_value(json_object_get(it, "blob_id"));
+        json_t *lsha = json_object_get(it, "lfs_sha256"), *xh = json_object_get(it, "xet_hash");
+        const char *sha = json_string_value(lsha), *xet = json_string_value(xh);
+        /* any doubtful entry disqualifies the whole file (Python ignores it too) */
+        if (!hub_path_safe(key) || !json_is_integer(sz) || json_integer_value(sz) < 0 || !blob || !hub_etag_safe(blob) ||
+            (lsha && !json_is_null(lsha) && (!sha || !hub_etag_safe(sha))) ||
+            (xh && !json_is_null(xh) && !hub_xet_hash_valid(xet))) {
+            st = k2_err(err, K2_ENOTFOUND, "%s: entry '%s' is not valid", path, key);
+            break;
+        }
+        hub_entry *en = &e[ne++];
+        en->path = k2_strdup(key);
+        en->size = (uint64_t)json_integer_value(sz);
+        en->lfs = sha != NULL;
+        en->etag = k2_strdup(sha ? sha : blob);
+        en->oid = k2_strdup(blob);
+        en->xet = xet ? k2_strdup(xet) : NULL;
+    }
+    json_decref(doc);
+    free(path);
+    if (st != K2_OK) {
+        hub_entries_free(e, ne);
+        return st;
+    }
+    hub_entries_sort(e, ne);
+    *out = e;
+    *n = ne;
+    return K2_OK;
+}
+
+k2_status hub_tree_write(const char *repo_dir, const char *commit, const hub_entry *e, size_t n, k2_error *err) {
+    if (!hub_is_commit(commit)) return k2_err(err, K2_EINVAL, "not a commit");
+    json_t *files = json_object();
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].oid || (e[i].xet && !hub_xet_hash_valid(e[i].xet))) {
+            json_decref(files);
+            return k2_err(err, K2_EINVAL, "%s: incomplete listing metadata; not writing trees/%s.json", e[i].path, commit);
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "size", json_integer((json_int_t)e[i].size));
+        json_object_set_new(o, "blob_id", json_string(e[i].oid));
+        if (e[i].lfs) {
+            json_object_set_new(o, "lfs_sha256", json_string(e[i].etag));
+            json_object_set_new(o, "lfs_size", json_integer((json_int_t)e[i].size));
+        }
+        if (e[i].xet) json_object_set_new(o, "xet_hash", json_string(e[i].xet));
+        json_object_set_new(files, e[i].path, o);
+    }
+    json_t *doc = json_object();
+    json_object_set_new(doc, "format_version", json_integer(1));
+    json_object_set_new(doc, "files", files);
+    char *dir = k2_asprintf("%s/trees", repo_dir);
+    char *path = k2_asprintf("%s/%s.json", dir, commit);
+    char *tmp = k2_asprintf("%s.k2tmp%d", path, (int)getpid());
+    k2_status st = hub_mkdirs(dir, err);
+    if (st == K2_OK) {
+        /* sorted keys, indent 1: the same text Python writes */
+        if (json_dump_file(doc, tmp, JSON_SORT_KEYS | JSON_INDENT(1)) != 0 || rename(tmp, path) != 0) {
+            st = k2_err(err, K2_EIO, "%s: cannot write the tree listing: %s", path, strerror(errno));
+            unlink(tmp);
+        }
+    }
+    json_decref(doc);
+    free(dir);
+    free(path);
+    free(tmp);
+    return st;
 }
 
 /* ---- .no_exist/<commit>/<path> markers (§4.6) ---- */

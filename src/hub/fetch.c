@@ -123,6 +123,9 @@ struct session {
     char **absent;            /* literal includes known not to exist at the commit (§4.6) */
     size_t n_absent;
     bool mark_absent;         /* learnt online: write .no_exist markers for them */
+    bool listing_fresh;       /* complete listing from the Hub: write trees/<commit>.json */
+    bool tree_unwritable;     /* the listing lacks what trees/<commit>.json needs */
+    bool tree_complete;       /* offline listing comes from trees/<commit>.json (§4.13 step 5) */
     ffile *files;
     k2_hub_file *pub;
     size_t nf;
@@ -154,6 +157,7 @@ static void after_listing(session *s);
 static void cancel_all_reqs(session *s);
 static void hash_restart(ffile *f);
 static void start_listing(session *s);
+static void start_cache_first(session *s, bool literal);
 static bool listed(const session *s, const char *path);
 static void add_absent(session *s, const char *path);
 
@@ -597,7 +601,7 @@ static void api_done(hub_req *r, CURLcode rc) {
         memcpy(s->commit, sha, 41);
         json_decref(doc);
         hub_req_free(r);
-        start_listing(s);
+        start_cache_first(s, false);
         return;
     }
     /* tree page (§1.3) */
@@ -633,6 +637,12 @@ static void api_done(hub_req *r, CURLcode rc) {
         en->etag = k2_strdup(oid);
         en->size = (uint64_t)json_integer_value(sz);
         en->lfs = lfs != NULL;
+        const char *git_oid = json_string_value(json_object_get(it, "oid"));
+        const char *xet = json_string_value(json_object_get(it, "xetHash"));
+        en->oid = git_oid && hub_etag_safe(git_oid) ? k2_strdup(git_oid) : NULL;
+        /* a masked xetHash is dropped (Python rejects it, PR #4595): then no trees file */
+        en->xet = xet && hub_xet_hash_valid(xet) ? k2_strdup(xet) : NULL;
+        if (!en->oid || (xet && !en->xet)) s->tree_unwritable = true;
     }
     json_decref(doc);
     if (e.status != K2_OK) {
@@ -684,6 +694,7 @@ static void api_done(hub_req *r, CURLcode rc) {
     for (size_t k = 0; s->include && s->include[k]; k++)
         if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k])) add_absent(s, s->include[k]);
     s->mark_absent = s->n_absent > 0;
+    s->listing_fresh = true;
     after_listing(s);
 }
 
@@ -740,30 +751,59 @@ static void offline_work(void *u) {
     hub_entries_free(s->entries, s->n_entries);
     s->entries = e;
     s->n_entries = n;
-    /* explicit paths the snapshot lacks: known absent when marked (§4.13 step 3) */
+    /* with trees/<commit>.json the complete list is known: selection runs on it and
+     * missing snapshot files are reported (§4.13 step 5) */
+    hub_entry *te = NULL;
+    size_t tn = 0;
+    if (hub_tree_read(s->repo_dir, s->commit, &te, &tn, NULL) == K2_OK) {
+        hub_entries_free(s->entries, s->n_entries);
+        s->entries = te;
+        s->n_entries = tn;
+        s->tree_complete = true;
+    }
+    /* explicit paths the listing lacks: known absent when the listing is complete
+     * or a marker says so (§4.13 step 3) */
     for (size_t k = 0; s->include && s->include[k]; k++)
         if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k]) &&
-            hub_no_exist_check(s->repo_dir, s->commit, s->include[k]))
+            (s->tree_complete || hub_no_exist_check(s->repo_dir, s->commit, s->include[k])))
             add_absent(s, s->include[k]);
     if (s->n_entries == 0 && s->n_absent == 0)
         j->st = k2_err(&j->err, K2_ENOTFOUND, "%s: snapshot %s has no files in the cache", s->repo_dir, s->commit);
 }
 
-/* Online shortcut for a commit revision and explicit paths only: every path is in
- * the snapshot or known absent => no request at all (Python's commit shortcut and
- * try_to_load_from_cache, §4.6, §4.13). */
+/* Once the commit is known, online: trees/<commit>.json replaces the listing call
+ * (§4.9: a commit's file list never changes). Without it, for a commit revision and
+ * explicit paths only, every path in the snapshot or known absent => no request at
+ * all (Python's commit shortcut and try_to_load_from_cache, §4.6, §4.13).
+ * In: j->kind = literal shortcut allowed. Out: j->flag = listing from trees. */
 static void cache_first_work(void *u) {
     job *j = u;
     session *s = j->s;
     hub_entry *e = NULL;
     size_t n = 0, na = 0;
     char **ab = NULL;
+    if (hub_tree_read(s->repo_dir, s->commit, &e, &n, NULL) == K2_OK) {
+        s->entries = e;
+        s->n_entries = n;
+        j->flag = true;
+        j->st = K2_OK;
+        return;
+    }
+    if (!j->kind) { j->st = K2_ENOTFOUND; return; }
     j->st = hub_cached_paths(s->repo_dir, s->commit, (const char *const *)s->include, &e, &n, &ab, &na, &j->err);
     if (j->st != K2_OK) return;
     s->entries = e;
     s->n_entries = n;
     s->absent = ab;
     s->n_absent = na;
+}
+
+static void cache_first_done(job *j);
+
+static void start_cache_first(session *s, bool literal) {
+    job proto = {0};
+    proto.kind = literal;
+    submit(s, NULL, cache_first_work, cache_first_done, &proto);
 }
 
 static void start_listing(session *s) {
@@ -777,7 +817,14 @@ static void cache_first_done(job *j) {
     session *s = j->s;
     if (s->stopping) { try_finish(s); return; }
     if (j->st != K2_OK) { start_listing(s); return; }
-    s->from_cache = true;
+    if (j->flag) {
+        /* the cached listing is complete: explicit paths it lacks do not exist */
+        for (size_t k = 0; s->include && s->include[k]; k++)
+            if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k])) add_absent(s, s->include[k]);
+        s->mark_absent = s->n_absent > 0;
+    } else {
+        s->from_cache = true;
+    }
     after_listing(s);
 }
 
@@ -839,6 +886,28 @@ static void inspect_work(void *u) {
         if (!hub_is_commit(s->rev)) hub_write_ref(s->repo_dir, s->rev, s->commit, NULL);
         if (s->mark_absent)
             for (size_t i = 0; i < s->n_absent; i++) hub_no_exist_mark(s->repo_dir, s->commit, s->absent[i]);
+        /* the complete, unfiltered listing (§4.9), best effort */
+        if (s->listing_fresh && !s->tree_unwritable) hub_tree_write(s->repo_dir, s->commit, s->entries, s->n_entries, NULL);
+    }
+    if (s->from_cache && s->tree_complete) {
+        char miss[1024] = "";
+        size_t used = 0, n_miss = 0;
+        for (size_t i = 0; i < s->nf; i++) {
+            char *snap = k2_asprintf("%s/snapshots/%s/%s", s->repo_dir, s->commit, s->files[i].pub->path);
+            uint64_t sz = 0;
+            if (!hub_file_exists(snap, &sz) || sz != s->files[i].pub->size) {
+                if (n_miss++ < 4) {
+                    int w = snprintf(miss + used, sizeof miss - used, "%s%s", used ? ", " : "", s->files[i].pub->path);
+                    if (w > 0) used = K2_MIN(used + (size_t)w, sizeof miss - 1);
+                }
+            }
+            free(snap);
+        }
+        if (n_miss) {
+            j->st = k2_err(&j->err, K2_ENOTFOUND, "the cached snapshot %s is incomplete: %zu selected file(s) missing (%s%s)",
+                           s->commit, n_miss, miss, n_miss > 4 ? ", ..." : "");
+            return;
+        }
     }
     for (size_t i = 0; i < s->nf; i++) {
         ffile *f = &s->files[i];
@@ -922,7 +991,7 @@ static void after_listing(session *s) {
             used = K2_MIN(used + (size_t)w, sizeof names - 1);
         }
         k2_err(&e, K2_ENOTFOUND, "%s@%.12s: %s: no such file in this commit%s", s->ref.repo, s->commit, names,
-               s->from_cache ? " (known from the cache's .no_exist markers)" : "");
+               s->from_cache ? " (known from the cache: .no_exist markers / trees listing)" : "");
         if (s->mark_absent && !s->o.list_only) {
             /* still record it for the next time (and for Python) */
             job proto = {0};
@@ -1265,6 +1334,20 @@ static void commit_work(void *u) {
     fchmod(j->fd, (mode_t)(0666 & ~s->umask_bits));
     close(j->fd);
     j->fd = -1;
+    if (hub_env_truthy("HF_HUB_DISABLE_SYMLINKS")) {
+        /* no-symlink mode (§4.4): a newly downloaded blob is moved to the snapshot
+         * path (nothing stays in blobs/), as Python does; no copy of a big file */
+        char *snap = k2_asprintf("%s/snapshots/%s/%s", s->repo_dir, s->commit, f->pub->path);
+        char *dir = k2_strdup(snap);
+        *strrchr(dir, '/') = '\0';
+        j->st = hub_mkdirs(dir, &j->err);
+        if (j->st == K2_OK && rename(f->tmp, snap) != 0)
+            j->st = k2_err(&j->err, K2_EIO, "%s: cannot move into place: %s", snap, strerror(errno));
+        if (j->st == K2_OK) unlink(f->journal);
+        free(dir);
+        free(snap);
+        return;
+    }
     if (rename(f->tmp, f->blob) != 0) {
         j->st = k2_err(&j->err, K2_EIO, "%s: cannot move into place: %s", f->blob, strerror(errno));
         return;
@@ -1832,8 +1915,7 @@ static void session_start(void *u) {
     }
     if (hub_is_commit(s->rev)) {
         memcpy(s->commit, s->rev, 41);
-        if (literal_selection(s) && !s->o.list_only) submit(s, NULL, cache_first_work, cache_first_done, NULL);
-        else start_listing(s);
+        start_cache_first(s, literal_selection(s) && !s->o.list_only);
         return;
     }
     char *rev = hub_encode_segment(s->rev);

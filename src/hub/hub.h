@@ -35,9 +35,11 @@ bool hub_shard_parse(const char *path, int *index, int *count, size_t *prefix_le
 
 typedef struct hub_entry {
     char *path;
-    char *etag;
+    char *etag;       /* blob name: lfs.oid (sha256) if LFS else oid */
     uint64_t size;
     bool lfs;
+    char *oid;        /* git blob id (of the pointer file for LFS); NULL when unknown (snapshot scan) */
+    char *xet;        /* xetHash (64 hex) or NULL */
 } hub_entry;
 
 void hub_entries_free(hub_entry *e, size_t n);
@@ -79,6 +81,13 @@ bool hub_is_commit(const char *rev);
  * (none when the snapshot folder is missing or empty: *n = 0, K2_OK). */
 k2_status hub_offline_listing(const char *repo_dir, const char *revision, char commit[41],
                               hub_entry **out, size_t *n, k2_error *err);
+/* trees/<commit>.json (§4.9, Python's tree cache): the complete listing of a commit.
+ * Read: K2_ENOTFOUND when absent, unreadable, of another format_version or with an
+ * invalid entry (the caller lists online instead). Write: atomic, keys sorted; only
+ * for complete, unfiltered listings with oids. */
+k2_status hub_tree_read(const char *repo_dir, const char *commit, hub_entry **out, size_t *n, k2_error *err);
+k2_status hub_tree_write(const char *repo_dir, const char *commit, const hub_entry *e, size_t n, k2_error *err);
+bool hub_xet_hash_valid(const char *h);
 /* .no_exist/<commit>/<path> (§4.6): "path does not exist at commit". */
 bool hub_no_exist_check(const char *repo_dir, const char *commit, const char *path);
 void hub_no_exist_mark(const char *repo_dir, const char *commit, const char *path);

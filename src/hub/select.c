@@ -178,6 +178,8 @@ void hub_entries_free(hub_entry *e, size_t n) {
     for (size_t i = 0; i < n; i++) {
         free(e[i].path);
         free(e[i].etag);
+        free(e[i].oid);
+        free(e[i].xet);
     }
     free(e);
 }

@@ -12,11 +12,24 @@ from hubtest import Checker, Hub, k2, write_random
 
 SCRIPT = r'''
 import json, os, sys
-from huggingface_hub import hf_hub_download, try_to_load_from_cache, _CACHED_NO_EXIST
+from huggingface_hub import hf_hub_download, try_to_load_from_cache, snapshot_download, _CACHED_NO_EXIST
 from huggingface_hub.errors import EntryNotFoundError
 mode, repo = sys.argv[1], sys.argv[2]
 files = sys.argv[3:]
 out = {}
+if mode == "snapshot":
+    out["dir"] = snapshot_download(repo, allow_patterns=files)
+    files = []
+elif mode == "tree":
+    from huggingface_hub import get_cached_repo_tree
+    out["files"] = sorted([f.path, f.size] for f in get_cached_repo_tree(repo))
+    files = []
+elif mode == "offline_snapshot":
+    try:
+        out["dir"] = snapshot_download(repo, allow_patterns=files)
+    except Exception as e:
+        out["error"] = type(e).__name__
+    files = []
 for f in files:
     if mode == "try":
         r = try_to_load_from_cache(repo, f)
@@ -86,6 +99,8 @@ def main():
         hub.reset()
         p = k2(["pull", "acme/inter:Q4_K_M"], None, cache, {"HF_HUB_OFFLINE": "1"})
         c.check(p.returncode == 0 and len(p.stdout.split()) == 2, "k2 offline uses Python's cache", p.stderr)
+        p = k2(["pull", "acme/inter", "--include", "vocab.json"], None, cache, {"HF_HUB_OFFLINE": "1"})
+        c.check(p.returncode != 0 and "no such file" not in p.stderr, "k2 offline: unknown file is not called absent", p.stderr)
         p = k2(["pull", "acme/inter:Q4_K_M", "--include", "config.json", "--include", "empty.txt"], hub, cache)
         c.check(p.returncode == 0 and len(p.stdout.split()) == 4, "k2 online sees Python's files as cached", p.stderr)
         st = hub.stats()
@@ -100,8 +115,6 @@ def main():
         p = k2(["pull", "acme/inter", "--include", "missing.txt"], None, cache, {"HF_HUB_OFFLINE": "1"})
         c.check(p.returncode != 0 and "missing.txt: no such file in this commit" in p.stderr and ".no_exist" in p.stderr,
                 "k2 offline reports Python's known-absent file as absent", p.stderr)
-        p = k2(["pull", "acme/inter", "--include", "vocab.json"], None, cache, {"HF_HUB_OFFLINE": "1"})
-        c.check(p.returncode != 0 and "no such file" not in p.stderr, "k2 offline: unknown file is not called absent", p.stderr)
         hub.reset()
         p = k2(["pull", "acme/inter@" + commit, "--include", "missing.txt", "--include", "config.json"], hub, cache)
         st = hub.stats()
@@ -126,6 +139,36 @@ def main():
                 q.stdout + q.stderr)
         c.check(res.get("notes.txt") == "NO_EXIST", "404 EntryNotFound -> marker Python honours", q.stdout + q.stderr)
         c.check(res.get("config.json") and os.path.exists(res["config.json"]), "python finds k2's config.json")
+
+        # ---- trees/<commit>.json (§4.9): k2 -> Python ----
+        tree = os.path.join(hubtest.repo_dir(cache, "acme/inter"), "trees", commit + ".json")
+        c.check(os.path.isfile(tree), "k2 writes trees/<commit>.json after a listing")
+        q = py("tree", "acme/inter", [], None, cache, offline=True)
+        want = sorted([os.path.relpath(os.path.join(b, n), os.path.join(root, "acme/inter")), os.path.getsize(os.path.join(b, n))]
+                      for b, _, ns in os.walk(os.path.join(root, "acme/inter")) for n in ns)
+        c.check(q.returncode == 0 and json.loads(q.stdout)["files"] == want,
+                "python get_cached_repo_tree reads k2's listing (complete, unfiltered)", q.stdout + q.stderr)
+        q = py("offline_snapshot", "acme/inter", ["*.txt"], None, cache, offline=True)
+        c.check(q.returncode == 0 and json.loads(q.stdout).get("error") == "IncompleteSnapshotError",
+                "python snapshot_download(local_files_only) trusts k2's listing (incomplete snapshot)", q.stdout + q.stderr)
+        hub.reset()
+        p = k2(["pull", "acme/inter", "--include", "notes.txt", "--include", "vocab.json"], hub, cache)
+        st = hub.stats()["requests"]
+        c.check(p.returncode == 0 and st.get("api", 0) == 1 and "vocab.json: not in" in p.stderr,
+                "k2 reuses trees/<commit>.json: only the revision call, no listing", json.dumps(st) + p.stderr)
+        p = k2(["pull", "acme/inter", "--include", "empty.txt"], None, cache, {"HF_HUB_OFFLINE": "1"})
+        c.check(p.returncode != 0 and "incomplete" in p.stderr and "empty.txt" in p.stderr,
+                "k2 offline with a tree listing reports the missing file", p.stderr)
+
+        # ---- trees/<commit>.json: Python -> k2 ----
+        cache = os.path.join(work, "d")
+        q = py("snapshot", "acme/inter", ["config.json"], hub, cache)
+        c.check(q.returncode == 0, "python snapshot_download writes its tree listing", q.stderr)
+        hub.reset()
+        p = k2(["pull", "acme/inter@" + commit + ":Q4_K_M"], hub, cache)
+        st = hub.stats()["requests"]
+        c.check(p.returncode == 0 and len(p.stdout.split()) == 2 and st.get("api", 0) == 0,
+                "k2 @commit uses Python's trees/<commit>.json: no API call", json.dumps(st) + p.stderr)
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     c.finish()
