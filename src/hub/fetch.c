@@ -137,7 +137,7 @@ struct session {
     char *api_url;
     int api_hops;
     bool api_pending_retry;
-    uint64_t pause_until_ms;
+    char *resolve_probe;      /* a /resolve/ URL of this repo: its host and bucket for pauses */
     /* progress */
     uint64_t total_size, total_have;
     uint64_t last_progress_ms, rate_mark_ms, rate_mark_bytes;
@@ -345,6 +345,7 @@ static void session_free(session *s) {
     free(s->repo_dir);
     free(s->locks_dir);
     free(s->api_url);
+    free(s->resolve_probe);
     hub_config_free(&s->cfg);
     k2_future_free(s->fut);
     free(s);
@@ -560,6 +561,7 @@ static void api_done(hub_req *r, CURLcode rc) {
             uint64_t d = backoff_ms(s, s->api_failures);
             if (ra >= 0 && (uint64_t)ra > d) d = (uint64_t)ra;
             s->api_retry_at = now_ms() + d;
+            if (ra >= 0) hub_pause_set(s->rt, r->url, s->api_retry_at);   /* the bucket waits (§6.1) */
             s->api_pending_retry = true;
             s->api_kind = kind;
             free(s->api_url);
@@ -699,6 +701,17 @@ static void api_done(hub_req *r, CURLcode rc) {
 }
 
 static void start_api(session *s, const char *url, int kind) {
+    uint64_t until = hub_pause_until(s->rt, url, now_ms());
+    if (until) {
+        /* another request of this runtime was told to wait: this bucket waits too */
+        s->api_pending_retry = true;
+        s->api_retry_at = until;
+        s->api_kind = kind;
+        char *u = k2_strdup(url);
+        free(s->api_url);
+        s->api_url = u;
+        return;
+    }
     hub_req *r = hub_req_new(url);
     api_ctx *c = k2_malloc(sizeof *c);
     c->s = s;
@@ -1713,9 +1726,11 @@ static void xfer_on_done(hub_req *r, CURLcode rc) {
                r->curl_error[0] ? r->curl_error : curl_easy_strerror(rc), u);
         retry = retryable_curl(rc);
     }
+    char *req_url = ra >= 0 ? k2_strdup(r->url) : NULL;
     xfer_free(x);
-    if (!retry) { file_fail(f, &e); return; }
+    if (!retry) { free(req_url); file_fail(f, &e); return; }
     if (++f->failures > s->o.max_retries) {
+        free(req_url);
         k2_err_prefix(&e, "giving up after %d attempts without progress: ", f->failures);
         file_fail(f, &e);
         return;
@@ -1723,7 +1738,8 @@ static void xfer_on_done(hub_req *r, CURLcode rc) {
     uint64_t d = backoff_ms(s, f->failures);
     if (ra >= 0 && (uint64_t)ra > d) d = (uint64_t)ra;
     f->retry_at_ms = now_ms() + d;
-    if (ra >= 0) s->pause_until_ms = K2_MAX(s->pause_until_ms, f->retry_at_ms);   /* the whole bucket waits */
+    if (req_url) hub_pause_set(s->rt, req_url, f->retry_at_ms);   /* the bucket waits, in every fetch (§6.1) */
+    free(req_url);
     char msg[K2_ERROR_MESSAGE_MAX + 64];
     snprintf(msg, sizeof msg, "%s; retrying in %.1f s", e.message, d / 1000.0);
     emit(s, K2_HUB_EVENT_RETRY, f->idx, msg);
@@ -1784,7 +1800,7 @@ static void pump(session *s) {
     if (s->stopping) { try_finish(s); return; }
     uint64_t t = now_ms();
     if (s->api_pending_retry) {
-        if (t >= s->api_retry_at) {
+        if (t >= s->api_retry_at && !hub_pause_until(s->rt, s->api_url, t)) {
             s->api_pending_retry = false;
             char *u = s->api_url;
             s->api_url = NULL;
@@ -1832,7 +1848,8 @@ static void pump(session *s) {
             finalize_file(f);
             continue;
         }
-        if (t < f->retry_at_ms || t < s->pause_until_ms) continue;
+        if (t < f->retry_at_ms) continue;
+        if (hub_pause_until(s->rt, f->url_resolved ? f->data_url : s->resolve_probe, t)) continue;
         if (!f->url_resolved) {
             if (f->active == 0) {
                 uint32_t c = 0;
@@ -1991,6 +2008,7 @@ k2_future *k2_hub_fetch(k2_runtime *rt, const char *ref, const k2_hub_options *o
     char *folder = hub_repo_folder(s->ref.repo);
     s->repo_dir = k2_asprintf("%s/%s", s->cfg.cache_dir, folder);
     s->locks_dir = k2_asprintf("%s/.locks/%s", s->cfg.cache_dir, folder);
+    s->resolve_probe = k2_asprintf("%s/%s/resolve/", s->cfg.endpoint, s->ref.repo);
     free(folder);
     s->umask_bits = read_umask();
     atomic_init(&s->abort_work, false);

@@ -154,6 +154,13 @@ void hub_http_cancel_all(hub_http *h);
 const char *hub_req_header(const hub_req *r, const char *name);
 /* Absolute target of a 3xx, or NULL. */
 const char *hub_req_redirect_url(hub_req *r);
+/* "scheme://host:port" of url (false if unparsable). */
+bool hub_url_origin(const char *url, char *out, size_t cap);
+/* Rate-limit pauses shared by every fetch of a runtime (§1.10, §6.1): a 429 (or a
+ * Retry-After) pauses all requests of that bucket (API, resolvers, other) on that
+ * host. Loop thread only. hub_pause_until returns 0 when not paused. */
+uint64_t hub_pause_until(k2_runtime *rt, const char *url, uint64_t now_ms);
+void hub_pause_set(k2_runtime *rt, const char *url, uint64_t until_ms);
 /* "scheme://host:port" comparison (port-aware, §2). */
 bool hub_same_origin(const char *a, const char *b);
 bool hub_is_https_downgrade(const char *from, const char *to);
