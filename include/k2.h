@@ -576,7 +576,9 @@ typedef struct k2_hub_result {
     const k2_hub_file *files;      /* selected files, sorted by path */
     const char *const *paths;      /* local path of each file (NULL with list_only) */
     const char *model_path;        /* first shard of the first GGUF, or NULL */
-    bool from_cache_only;          /* resolved without network (offline or fallback) */
+    bool from_cache_only;          /* resolved without network (offline, fallback or cache hit) */
+    size_t n_absent;               /* explicitly requested paths (--include without wildcards) */
+    const char *const *absent;     /* known not to exist at the commit (.no_exist, spec §4.6) */
 } k2_hub_result;
 
 /* Resolves `ref` to one commit, selects files and downloads what is missing into the

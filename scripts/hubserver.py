@@ -18,6 +18,8 @@ the HUBSERVER_FAULTS env var (a JSON list) or POST /_control/faults (a JSON list
   {"kind": "throttle", "bps": N}               per-connection rate limit of bodies
   {"kind": "drop", "after": BYTES}             close the connection after BYTES of body
   {"kind": "status", "code": 429|500|503, "retry_after": S, "ratelimit_t": T}
+                                               optional "error_code" (X-Error-Code; "EntryNotFound"
+                                               on /resolve also sends X-Repo-Commit)
   {"kind": "bad_range"}                        206 with a wrong Content-Range start
   {"kind": "ignore_range"}                     200 + whole body to a ranged request
   {"kind": "corrupt"}                          flip bytes of the body (hash mismatch)
@@ -219,17 +221,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         a = self.headers.get("Authorization") or ""
         return a[7:] if a.startswith("Bearer ") else None
 
-    def status_fault(self, where, path, head):
+    def status_fault(self, where, path, head, commit=None):
         f = self.st.take_fault(where, path, ("status",))
         if not f:
             return False
         h = {}
+        if f.get("error_code") == "EntryNotFound" and commit:
+            h["X-Repo-Commit"] = commit
         if f.get("retry_after") is not None:
             h["Retry-After"] = str(f["retry_after"])
         if f.get("ratelimit_t") is not None:
             h["RateLimit"] = '"resolvers";r=0;t=%d' % f["ratelimit_t"]
             h["RateLimit-Policy"] = '"fixed window";"resolvers";q=3000;w=300'
-        self.send_error_code(int(f.get("code", 500)), None, "injected fault", h, head=head)
+        self.send_error_code(int(f.get("code", 500)), f.get("error_code"), "injected fault", h, head=head)
         return True
 
     def handle_any(self, head):
@@ -338,7 +342,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.st.count("resolve_head" if head else "resolve_get")
         if self.auth_token():
             self.st.count("resolve_auth", 1, "requests")
-        if self.status_fault("resolve", rel, head):
+        if self.status_fault("resolve", rel, head, self.st.commit_of(org + "/" + name)):
             return
         d, commit = self.resolve_rev(org, name, rev)
         if d is None:

@@ -30,6 +30,11 @@ typedef struct k2_runtime_op k2_runtime_op;
 k2_runtime_op *k2_runtime_op_begin(k2_runtime *rt, k2_task_fn on_shutdown, void *user);
 void k2_runtime_op_end(k2_runtime *rt, k2_runtime_op *op);
 
+/* Per-runtime storage for modules (loop thread only): the slot of `key` (any
+ * static address), created holding NULL. `dtor` (may be NULL) frees a non-NULL
+ * value when the runtime is freed. */
+void **k2_runtime_slot(k2_runtime *rt, const void *key, void (*dtor)(void *));
+
 /* Producer side of futures. */
 k2_future *k2_future_new(k2_runtime *rt);
 /* Settles as DONE with `result` (owned by the future, freed by free_result).

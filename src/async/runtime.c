@@ -15,6 +15,13 @@ typedef struct task {
     k2_task_fn done;   /* worker tasks: run on the loop afterwards */
 } task;
 
+typedef struct slot {
+    struct slot *next;
+    const void *key;
+    void *value;
+    void (*dtor)(void *);
+} slot;
+
 struct k2_runtime_op {
     k2_runtime_op *prev, *next;
     k2_task_fn on_shutdown;
@@ -45,6 +52,7 @@ struct k2_runtime {
     int n_work_inflight;
     bool stopping;
     bool handles_closed;
+    slot *slots;
 };
 
 void k2_runtime_options_init(k2_runtime_options *o) {
@@ -186,6 +194,18 @@ void k2_runtime_submit_work(k2_runtime *rt, k2_task_fn work, k2_task_fn done, vo
     }
 }
 
+void **k2_runtime_slot(k2_runtime *rt, const void *key, void (*dtor)(void *)) {
+    for (slot *s = rt->slots; s; s = s->next)
+        if (s->key == key) return &s->value;
+    slot *s = k2_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->key = key;
+    s->dtor = dtor;
+    s->next = rt->slots;
+    rt->slots = s;
+    return &s->value;
+}
+
 k2_runtime_op *k2_runtime_op_begin(k2_runtime *rt, k2_task_fn on_shutdown, void *user) {
     k2_runtime_op *op = k2_calloc(1, sizeof *op);
     if (!op) return NULL;
@@ -290,6 +310,12 @@ void k2_runtime_free(k2_runtime *rt) {
     /* anything posted after closing was refused; free leftovers defensively */
     for (task *t = rt->posted_head; t;) { task *n = t->next; free(t); t = n; }
     for (task *t = rt->work_head; t;) { task *n = t->next; free(t); t = n; }
+    for (slot *s = rt->slots; s;) {
+        slot *n = s->next;
+        if (s->value && s->dtor) s->dtor(s->value);
+        free(s);
+        s = n;
+    }
     pthread_mutex_destroy(&rt->mu);
     pthread_mutex_destroy(&rt->wmu);
     pthread_cond_destroy(&rt->wcond);

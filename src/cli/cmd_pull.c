@@ -232,6 +232,8 @@ static int run_fetch(const char *cmd, int argc, char **argv, bool list_only) {
         printf("# %zu file(s), %s\n", res->n_files, h);
     } else {
         if (res->from_cache_only) fprintf(stderr, "(served from the local cache without network)\n");
+        for (size_t i = 0; i < res->n_absent; i++)
+            fprintf(stderr, "%s: not in %s at %.12s (skipped)\n", res->absent[i], res->repo, res->commit);
         for (size_t i = 0; i < res->n_files; i++) printf("%s\n", res->paths[i]);
     }
     k2_future_free(f);

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,184 @@ k2_status hub_write_ref(const char *repo_dir, const char *rev, const char *commi
     return ok ? K2_OK : K2_EIO;
 }
 
+/* ---- trees/<commit>.json (§4.9) ---- */
+static bool all_hex(const char *h, size_t len) {
+    if (!h || strlen(h) != len) return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isxdigit((unsigned char)h[i])) return false;
+    return true;
+}
+
+bool hub_xet_hash_valid(const char *h) { return all_hex(h, 64); }
+
+k2_status hub_tree_read(const char *repo_dir, const char *commit, hub_entry **out, size_t *n, k2_error *err) {
+    *out = NULL;
+    *n = 0;
+    if (!hub_is_commit(commit)) return k2_err(err, K2_ENOTFOUND, "not a commit");
+    char *path = k2_asprintf("%s/trees/%s.json", repo_dir, commit);
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    if (!doc) {
+        k2_status st = k2_err(err, K2_ENOTFOUND, "%s: no usable tree listing", path);
+        free(path);
+        return st;
+    }
+    json_t *files = json_object_get(doc, "files");
+    json_t *fv = json_object_get(doc, "format_version");
+    k2_status st = K2_OK;
+    if (!json_is_integer(fv) || json_integer_value(fv) != 1 || !json_is_object(files))
+        st = k2_err(err, K2_ENOTFOUND, "%s: unknown format_version or no 'files' object", path);
+    size_t cap = st == K2_OK ? json_object_size(files) : 0;
+    hub_entry *e = k2_calloc(cap ? cap : 1, sizeof *e);
+    size_t ne = 0;
+    const char *key;
+    json_t *it;
+    if (st == K2_OK) json_object_foreach(files, key, it) {
+        json_t *sz = json_object_get(it, "size");
+        const char *blob = json_string_value(json_object_get(it, "blob_id"));
+        json_t *lsha = json_object_get(it, "lfs_sha256"), *xh = json_object_get(it, "xet_hash");
+        const char *sha = json_string_value(lsha), *xet = json_string_value(xh);
+        /* any doubtful entry disqualifies the whole file (Python ignores it too) */
+        if (!hub_path_safe(key) || !json_is_integer(sz) || json_integer_value(sz) < 0 || !blob || !hub_etag_safe(blob) ||
+            (lsha && !json_is_null(lsha) && (!sha || !hub_etag_safe(sha))) ||
+            (xh && !json_is_null(xh) && !hub_xet_hash_valid(xet))) {
+            st = k2_err(err, K2_ENOTFOUND, "%s: entry '%s' is not valid", path, key);
+            break;
+        }
+        hub_entry *en = &e[ne++];
+        en->path = k2_strdup(key);
+        en->size = (uint64_t)json_integer_value(sz);
+        en->lfs = sha != NULL;
+        en->etag = k2_strdup(sha ? sha : blob);
+        en->oid = k2_strdup(blob);
+        en->xet = xet ? k2_strdup(xet) : NULL;
+    }
+    json_decref(doc);
+    free(path);
+    if (st != K2_OK) {
+        hub_entries_free(e, ne);
+        return st;
+    }
+    hub_entries_sort(e, ne);
+    *out = e;
+    *n = ne;
+    return K2_OK;
+}
+
+k2_status hub_tree_write(const char *repo_dir, const char *commit, const hub_entry *e, size_t n, k2_error *err) {
+    if (!hub_is_commit(commit)) return k2_err(err, K2_EINVAL, "not a commit");
+    json_t *files = json_object();
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].oid || (e[i].xet && !hub_xet_hash_valid(e[i].xet))) {
+            json_decref(files);
+            return k2_err(err, K2_EINVAL, "%s: incomplete listing metadata; not writing trees/%s.json", e[i].path, commit);
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "size", json_integer((json_int_t)e[i].size));
+        json_object_set_new(o, "blob_id", json_string(e[i].oid));
+        if (e[i].lfs) {
+            json_object_set_new(o, "lfs_sha256", json_string(e[i].etag));
+            json_object_set_new(o, "lfs_size", json_integer((json_int_t)e[i].size));
+        }
+        if (e[i].xet) json_object_set_new(o, "xet_hash", json_string(e[i].xet));
+        json_object_set_new(files, e[i].path, o);
+    }
+    json_t *doc = json_object();
+    json_object_set_new(doc, "format_version", json_integer(1));
+    json_object_set_new(doc, "files", files);
+    char *dir = k2_asprintf("%s/trees", repo_dir);
+    char *path = k2_asprintf("%s/%s.json", dir, commit);
+    char *tmp = k2_asprintf("%s.k2tmp%d", path, (int)getpid());
+    k2_status st = hub_mkdirs(dir, err);
+    if (st == K2_OK) {
+        /* sorted keys, indent 1: the same text Python writes */
+        if (json_dump_file(doc, tmp, JSON_SORT_KEYS | JSON_INDENT(1)) != 0 || rename(tmp, path) != 0) {
+            st = k2_err(err, K2_EIO, "%s: cannot write the tree listing: %s", path, strerror(errno));
+            unlink(tmp);
+        }
+    }
+    json_decref(doc);
+    free(dir);
+    free(path);
+    free(tmp);
+    return st;
+}
+
+/* ---- .no_exist/<commit>/<path> markers (§4.6) ---- */
+bool hub_no_exist_check(const char *repo_dir, const char *commit, const char *path) {
+    if (!hub_is_commit(commit) || !hub_path_safe(path)) return false;
+    char *m = k2_asprintf("%s/.no_exist/%s/%s", repo_dir, commit, path);
+    struct stat st;
+    bool r = m && stat(m, &st) == 0 && S_ISREG(st.st_mode);
+    free(m);
+    return r;
+}
+
+void hub_no_exist_mark(const char *repo_dir, const char *commit, const char *path) {
+    /* best effort, like Python: a read-only cache only loses the shortcut */
+    if (!hub_is_commit(commit) || !hub_path_safe(path)) return;
+    char *m = k2_asprintf("%s/.no_exist/%s/%s", repo_dir, commit, path);
+    char *dir = m ? k2_strdup(m) : NULL;
+    if (dir) {
+        *strrchr(dir, '/') = '\0';
+        if (hub_mkdirs(dir, NULL) == K2_OK) {
+            int fd = open(m, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+            if (fd >= 0) close(fd);
+        }
+    }
+    free(dir);
+    free(m);
+}
+
+/* An entry for snapshots/<commit>/<path> if it is a complete file (symlink
+ * resolved); the etag comes from the link target, "" for a plain file (§4.4). */
+static bool snapshot_entry(const char *full, const char *rel, hub_entry *e) {
+    struct stat st, lst;
+    if (lstat(full, &lst) != 0 || stat(full, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    memset(e, 0, sizeof *e);
+    e->path = k2_strdup(rel);
+    e->size = (uint64_t)st.st_size;
+    char tgt[PATH_MAX];
+    ssize_t l = S_ISLNK(lst.st_mode) ? readlink(full, tgt, sizeof tgt - 1) : -1;
+    if (l > 0) {
+        tgt[l] = '\0';
+        const char *b = strrchr(tgt, '/');
+        e->etag = k2_strdup(b ? b + 1 : tgt);
+        e->lfs = strlen(e->etag) == 64;
+    } else {
+        e->etag = k2_strdup("");
+    }
+    return true;
+}
+
+k2_status hub_cached_paths(const char *repo_dir, const char *commit, const char *const *paths, hub_entry **out,
+                           size_t *n_out, char ***absent, size_t *n_absent, k2_error *err) {
+    size_t np = 0;
+    while (paths[np]) np++;
+    hub_entry *e = k2_calloc(np ? np : 1, sizeof *e);
+    char **ab = k2_calloc(np + 1, sizeof *ab);
+    size_t ne = 0, na = 0;
+    k2_status st = K2_OK;
+    for (size_t i = 0; i < np && st == K2_OK; i++) {
+        char *full = k2_asprintf("%s/snapshots/%s/%s", repo_dir, commit, paths[i]);
+        if (hub_path_safe(paths[i]) && snapshot_entry(full, paths[i], &e[ne])) ne++;
+        else if (hub_no_exist_check(repo_dir, commit, paths[i])) ab[na++] = k2_strdup(paths[i]);
+        else st = k2_err(err, K2_ENOTFOUND, "%s: %s is neither in snapshot %s nor known to be absent", repo_dir, paths[i], commit);
+        free(full);
+    }
+    if (st != K2_OK) {
+        hub_entries_free(e, ne);
+        for (size_t i = 0; i < na; i++) free(ab[i]);
+        free(ab);
+        return st;
+    }
+    *out = e;
+    *n_out = ne;
+    *absent = ab;
+    *n_absent = na;
+    return K2_OK;
+}
+
 /* ---- offline listing (§4.13) ---- */
 typedef struct entry_vec {
     hub_entry *e;
@@ -327,28 +506,15 @@ static void scan_snapshot(const char *root, const char *rel, entry_vec *v, int d
         if (strstr(de->d_name, ".k2link") || strstr(de->d_name, ".k2tmp")) continue;
         char *r2 = rel[0] ? k2_asprintf("%s/%s", rel, de->d_name) : k2_strdup(de->d_name);
         char *full = k2_asprintf("%s/%s", root, r2);
-        struct stat st, lst;
+        struct stat lst;
         if (lstat(full, &lst) == 0 && S_ISDIR(lst.st_mode)) {
             scan_snapshot(root, r2, v, depth + 1);
-        } else if (stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+        } else {
             if (v->n == v->cap) {
                 v->cap = v->cap ? v->cap * 2 : 32;
                 v->e = k2_realloc(v->e, v->cap * sizeof *v->e);
             }
-            hub_entry *e = &v->e[v->n++];
-            memset(e, 0, sizeof *e);
-            e->path = k2_strdup(r2);
-            e->size = (uint64_t)st.st_size;
-            char tgt[PATH_MAX];
-            ssize_t l = S_ISLNK(lst.st_mode) ? readlink(full, tgt, sizeof tgt - 1) : -1;
-            if (l > 0) {
-                tgt[l] = '\0';
-                const char *b = strrchr(tgt, '/');
-                e->etag = k2_strdup(b ? b + 1 : tgt);
-                e->lfs = strlen(e->etag) == 64;
-            } else {
-                e->etag = k2_strdup("");
-            }
+            if (snapshot_entry(full, r2, &v->e[v->n])) v->n++;
         }
         free(r2);
         free(full);
@@ -387,9 +553,9 @@ k2_status hub_offline_listing(const char *repo_dir, const char *revision, char c
     entry_vec v = {0};
     scan_snapshot(snap, "", &v, 0);
     free(snap);
-    if (v.n == 0) {
+    if (v.n == 0) {   /* the caller decides (known-absent paths need no snapshot) */
         free(v.e);
-        return k2_err(err, K2_ENOTFOUND, "%s: snapshot %s has no files in the cache", repo_dir, commit);
+        return K2_OK;
     }
     hub_entries_sort(v.e, v.n);
     *out = v.e;

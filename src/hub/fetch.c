@@ -29,7 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HASH_STEP (8u << 20)        /* hash once this many contiguous bytes are waiting */
+#define HASH_MIN (1u << 20)         /* start a hash job once this many contiguous bytes wait */
+#define HASH_JOB_MAX (64u << 20)    /* bytes per hash job: other worker jobs get their turn */
 #define TICK_MS 50
 #define PROGRESS_MS 250
 #define JOURNAL_MS 1000
@@ -85,7 +86,9 @@ struct ffile {
     /* verification */
     int hash_kind;            /* 0 none, 1 sha256, 2 git sha1 */
     EVP_MD_CTX *md;
-    uint64_t hashed;
+    uint64_t hashed;          /* bytes fed to the digest (loop thread's view) */
+    _Atomic uint64_t avail;   /* contiguous bytes on disk from offset 0, published to the hasher */
+    uint32_t pfx_chunk;       /* first chunk not complete (avail's chunk) */
     bool hash_busy;
     unsigned hash_gen;        /* bumped when progress is reset while a hash job runs */
     int integrity_retries;
@@ -117,6 +120,12 @@ struct session {
     size_t *sel;
     size_t n_sel;
     long model_index;
+    char **absent;            /* literal includes known not to exist at the commit (§4.6) */
+    size_t n_absent;
+    bool mark_absent;         /* learnt online: write .no_exist markers for them */
+    bool listing_fresh;       /* complete listing from the Hub: write trees/<commit>.json */
+    bool tree_unwritable;     /* the listing lacks what trees/<commit>.json needs */
+    bool tree_complete;       /* offline listing comes from trees/<commit>.json (§4.13 step 5) */
     ffile *files;
     k2_hub_file *pub;
     size_t nf;
@@ -128,7 +137,7 @@ struct session {
     char *api_url;
     int api_hops;
     bool api_pending_retry;
-    uint64_t pause_until_ms;
+    char *resolve_probe;      /* a /resolve/ URL of this repo: its host and bucket for pauses */
     /* progress */
     uint64_t total_size, total_have;
     uint64_t last_progress_ms, rate_mark_ms, rate_mark_bytes;
@@ -147,6 +156,10 @@ static void start_api(session *s, const char *url, int kind);
 static void after_listing(session *s);
 static void cancel_all_reqs(session *s);
 static void hash_restart(ffile *f);
+static void start_listing(session *s);
+static void start_cache_first(session *s, bool literal);
+static bool listed(const session *s, const char *path);
+static void add_absent(session *s, const char *path);
 
 static uint64_t now_ms(void) { return k2_now_ns() / 1000000u; }
 
@@ -245,6 +258,7 @@ typedef struct result_box {
     k2_hub_file *files;
     char **paths;
     char *repo, *commit, *snap, *model;
+    char **absent;
 } result_box;
 
 static void result_free(void *p) {
@@ -257,6 +271,9 @@ static void result_free(void *p) {
     }
     free(b->files);
     free(b->paths);
+    if (b->absent)
+        for (size_t i = 0; b->absent[i]; i++) free(b->absent[i]);
+    free(b->absent);
     free(b->repo);
     free(b->commit);
     free(b->snap);
@@ -290,6 +307,10 @@ static result_box *make_result(session *s) {
     b->r.paths = (const char *const *)b->paths;
     b->r.model_path = b->model;
     b->r.from_cache_only = s->from_cache;
+    b->absent = k2_calloc(s->n_absent + 1, sizeof *b->absent);
+    for (size_t i = 0; i < s->n_absent; i++) b->absent[i] = k2_strdup(s->absent[i]);
+    b->r.n_absent = s->n_absent;
+    b->r.absent = (const char *const *)b->absent;
     return b;
 }
 
@@ -314,6 +335,8 @@ static void session_free(session *s) {
     free(s->files);
     hub_entries_free(s->entries, s->n_entries);
     free(s->sel);
+    for (size_t i = 0; i < s->n_absent; i++) free(s->absent[i]);
+    free(s->absent);
     if (s->include) {
         for (size_t i = 0; s->include[i]; i++) free(s->include[i]);
         free(s->include);
@@ -322,6 +345,7 @@ static void session_free(session *s) {
     free(s->repo_dir);
     free(s->locks_dir);
     free(s->api_url);
+    free(s->resolve_probe);
     hub_config_free(&s->cfg);
     k2_future_free(s->fut);
     free(s);
@@ -537,6 +561,7 @@ static void api_done(hub_req *r, CURLcode rc) {
             uint64_t d = backoff_ms(s, s->api_failures);
             if (ra >= 0 && (uint64_t)ra > d) d = (uint64_t)ra;
             s->api_retry_at = now_ms() + d;
+            if (ra >= 0) hub_pause_set(s->rt, r->url, s->api_retry_at);   /* the bucket waits (§6.1) */
             s->api_pending_retry = true;
             s->api_kind = kind;
             free(s->api_url);
@@ -578,10 +603,7 @@ static void api_done(hub_req *r, CURLcode rc) {
         memcpy(s->commit, sha, 41);
         json_decref(doc);
         hub_req_free(r);
-        char *url = k2_asprintf("%s/api/models/%s/tree/%s?recursive=true", s->cfg.endpoint, s->ref.repo, s->commit);
-        s->api_hops = 0;
-        start_api(s, url, 2);
-        free(url);
+        start_cache_first(s, false);
         return;
     }
     /* tree page (§1.3) */
@@ -617,6 +639,12 @@ static void api_done(hub_req *r, CURLcode rc) {
         en->etag = k2_strdup(oid);
         en->size = (uint64_t)json_integer_value(sz);
         en->lfs = lfs != NULL;
+        const char *git_oid = json_string_value(json_object_get(it, "oid"));
+        const char *xet = json_string_value(json_object_get(it, "xetHash"));
+        en->oid = git_oid && hub_etag_safe(git_oid) ? k2_strdup(git_oid) : NULL;
+        /* a masked xetHash is dropped (Python rejects it, PR #4595): then no trees file */
+        en->xet = xet && hub_xet_hash_valid(xet) ? k2_strdup(xet) : NULL;
+        if (!en->oid || (xet && !en->xet)) s->tree_unwritable = true;
     }
     json_decref(doc);
     if (e.status != K2_OK) {
@@ -664,11 +692,26 @@ static void api_done(hub_req *r, CURLcode rc) {
         free(next);
         return;
     }
-    /* listing complete: select */
+    /* listing complete: explicit paths it lacks do not exist at this commit (§4.6) */
+    for (size_t k = 0; s->include && s->include[k]; k++)
+        if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k])) add_absent(s, s->include[k]);
+    s->mark_absent = s->n_absent > 0;
+    s->listing_fresh = true;
     after_listing(s);
 }
 
 static void start_api(session *s, const char *url, int kind) {
+    uint64_t until = hub_pause_until(s->rt, url, now_ms());
+    if (until) {
+        /* another request of this runtime was told to wait: this bucket waits too */
+        s->api_pending_retry = true;
+        s->api_retry_at = until;
+        s->api_kind = kind;
+        char *u = k2_strdup(url);
+        free(s->api_url);
+        s->api_url = u;
+        return;
+    }
     hub_req *r = hub_req_new(url);
     api_ctx *c = k2_malloc(sizeof *c);
     c->s = s;
@@ -688,6 +731,27 @@ static void start_api(session *s, const char *url, int kind) {
 }
 
 /* ------------------------------------------------------- offline listing */
+static bool listed(const session *s, const char *path) {
+    for (size_t i = 0; i < s->n_entries; i++)
+        if (strcmp(s->entries[i].path, path) == 0) return true;
+    return false;
+}
+
+static void add_absent(session *s, const char *path) {
+    for (size_t i = 0; i < s->n_absent; i++)
+        if (strcmp(s->absent[i], path) == 0) return;
+    s->absent = k2_realloc(s->absent, (s->n_absent + 2) * sizeof *s->absent);
+    s->absent[s->n_absent++] = k2_strdup(path);
+    s->absent[s->n_absent] = NULL;
+}
+
+/* True when the selection is explicit paths only (no quant, no wildcard). */
+static bool literal_selection(const session *s) {
+    if (s->ref.quant[0] || !s->include || !s->include[0]) return false;
+    for (size_t k = 0; s->include[k]; k++)
+        if (!hub_glob_literal(s->include[k])) return false;
+    return true;
+}
 static void offline_work(void *u) {
     job *j = u;
     session *s = j->s;
@@ -695,12 +759,86 @@ static void offline_work(void *u) {
     hub_entry *e = NULL;
     size_t n = 0;
     j->st = hub_offline_listing(s->repo_dir, s->rev, commit, &e, &n, &j->err);
-    if (j->st == K2_OK) {
-        memcpy(s->commit, commit, 41);
+    if (j->st != K2_OK) return;
+    memcpy(s->commit, commit, 41);
+    hub_entries_free(s->entries, s->n_entries);
+    s->entries = e;
+    s->n_entries = n;
+    /* with trees/<commit>.json the complete list is known: selection runs on it and
+     * missing snapshot files are reported (§4.13 step 5) */
+    hub_entry *te = NULL;
+    size_t tn = 0;
+    if (hub_tree_read(s->repo_dir, s->commit, &te, &tn, NULL) == K2_OK) {
         hub_entries_free(s->entries, s->n_entries);
+        s->entries = te;
+        s->n_entries = tn;
+        s->tree_complete = true;
+    }
+    /* explicit paths the listing lacks: known absent when the listing is complete
+     * or a marker says so (§4.13 step 3) */
+    for (size_t k = 0; s->include && s->include[k]; k++)
+        if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k]) &&
+            (s->tree_complete || hub_no_exist_check(s->repo_dir, s->commit, s->include[k])))
+            add_absent(s, s->include[k]);
+    if (s->n_entries == 0 && s->n_absent == 0)
+        j->st = k2_err(&j->err, K2_ENOTFOUND, "%s: snapshot %s has no files in the cache", s->repo_dir, s->commit);
+}
+
+/* Once the commit is known, online: trees/<commit>.json replaces the listing call
+ * (§4.9: a commit's file list never changes). Without it, for a commit revision and
+ * explicit paths only, every path in the snapshot or known absent => no request at
+ * all (Python's commit shortcut and try_to_load_from_cache, §4.6, §4.13).
+ * In: j->kind = literal shortcut allowed. Out: j->flag = listing from trees. */
+static void cache_first_work(void *u) {
+    job *j = u;
+    session *s = j->s;
+    hub_entry *e = NULL;
+    size_t n = 0, na = 0;
+    char **ab = NULL;
+    if (hub_tree_read(s->repo_dir, s->commit, &e, &n, NULL) == K2_OK) {
         s->entries = e;
         s->n_entries = n;
+        j->flag = true;
+        j->st = K2_OK;
+        return;
     }
+    if (!j->kind) { j->st = K2_ENOTFOUND; return; }
+    j->st = hub_cached_paths(s->repo_dir, s->commit, (const char *const *)s->include, &e, &n, &ab, &na, &j->err);
+    if (j->st != K2_OK) return;
+    s->entries = e;
+    s->n_entries = n;
+    s->absent = ab;
+    s->n_absent = na;
+}
+
+static void cache_first_done(job *j);
+
+static void start_cache_first(session *s, bool literal) {
+    job proto = {0};
+    proto.kind = literal;
+    submit(s, NULL, cache_first_work, cache_first_done, &proto);
+}
+
+static void start_listing(session *s) {
+    char *url = k2_asprintf("%s/api/models/%s/tree/%s?recursive=true", s->cfg.endpoint, s->ref.repo, s->commit);
+    s->api_hops = 0;
+    start_api(s, url, 2);
+    free(url);
+}
+
+static void cache_first_done(job *j) {
+    session *s = j->s;
+    if (s->stopping) { try_finish(s); return; }
+    if (j->st != K2_OK) { start_listing(s); return; }
+    if (j->flag) {
+        /* the cached listing is complete: explicit paths it lacks do not exist */
+        for (size_t k = 0; s->include && s->include[k]; k++)
+            if (hub_glob_literal(s->include[k]) && !listed(s, s->include[k])) add_absent(s, s->include[k]);
+        s->mark_absent = s->n_absent > 0;
+    } else {
+        s->from_cache = true;
+    }
+    after_listing(s);
 }
 
 static void offline_done(job *j) {
@@ -759,6 +897,30 @@ static void inspect_work(void *u) {
         }
         free(tag);
         if (!hub_is_commit(s->rev)) hub_write_ref(s->repo_dir, s->rev, s->commit, NULL);
+        if (s->mark_absent)
+            for (size_t i = 0; i < s->n_absent; i++) hub_no_exist_mark(s->repo_dir, s->commit, s->absent[i]);
+        /* the complete, unfiltered listing (§4.9), best effort */
+        if (s->listing_fresh && !s->tree_unwritable) hub_tree_write(s->repo_dir, s->commit, s->entries, s->n_entries, NULL);
+    }
+    if (s->from_cache && s->tree_complete) {
+        char miss[1024] = "";
+        size_t used = 0, n_miss = 0;
+        for (size_t i = 0; i < s->nf; i++) {
+            char *snap = k2_asprintf("%s/snapshots/%s/%s", s->repo_dir, s->commit, s->files[i].pub->path);
+            uint64_t sz = 0;
+            if (!hub_file_exists(snap, &sz) || sz != s->files[i].pub->size) {
+                if (n_miss++ < 4) {
+                    int w = snprintf(miss + used, sizeof miss - used, "%s%s", used ? ", " : "", s->files[i].pub->path);
+                    if (w > 0) used = K2_MIN(used + (size_t)w, sizeof miss - 1);
+                }
+            }
+            free(snap);
+        }
+        if (n_miss) {
+            j->st = k2_err(&j->err, K2_ENOTFOUND, "the cached snapshot %s is incomplete: %zu selected file(s) missing (%s%s)",
+                           s->commit, n_miss, miss, n_miss > 4 ? ", ..." : "");
+            return;
+        }
     }
     for (size_t i = 0; i < s->nf; i++) {
         ffile *f = &s->files[i];
@@ -815,11 +977,45 @@ static void inspect_done(job *j) {
     pump(s);
 }
 
+static void mark_absent_work(void *u) {
+    job *j = u;
+    session *s = j->s;
+    for (size_t i = 0; i < s->n_absent; i++) hub_no_exist_mark(s->repo_dir, s->commit, s->absent[i]);
+    if (!hub_is_commit(s->rev)) hub_write_ref(s->repo_dir, s->rev, s->commit, NULL);
+}
+
+static void mark_absent_done(job *j) {
+    j->s->mark_absent = false;
+    session_fail(j->s, &j->err);
+}
+
 static void after_listing(session *s) {
     hub_entries_sort(s->entries, s->n_entries);
     k2_error e;
     const char *const *inc = (const char *const *)s->include;
-    if (hub_select(s->entries, s->n_entries, s->ref.quant, inc, s->o.all, &s->sel, &s->n_sel, &s->model_index, &e) != K2_OK) {
+    k2_status sst = hub_select(s->entries, s->n_entries, s->ref.quant, inc, s->o.all, &s->sel, &s->n_sel,
+                               &s->model_index, &e);
+    if (sst == K2_ENOTFOUND && s->n_absent > 0) {
+        char names[1024] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < s->n_absent && used + 1 < sizeof names; i++) {
+            int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", s->absent[i]);
+            if (w < 0) break;
+            used = K2_MIN(used + (size_t)w, sizeof names - 1);
+        }
+        k2_err(&e, K2_ENOTFOUND, "%s@%.12s: %s: no such file in this commit%s", s->ref.repo, s->commit, names,
+               s->from_cache ? " (known from the cache: .no_exist markers / trees listing)" : "");
+        if (s->mark_absent && !s->o.list_only) {
+            /* still record it for the next time (and for Python) */
+            job proto = {0};
+            proto.err = e;
+            submit(s, NULL, mark_absent_work, mark_absent_done, &proto);
+            return;
+        }
+        session_fail(s, &e);
+        return;
+    }
+    if (sst != K2_OK) {
         k2_err_prefix(&e, "%s@%.12s: ", s->ref.repo, s->commit);
         session_fail(s, &e);
         return;
@@ -976,6 +1172,7 @@ static void prepare_work(void *u) {
 }
 
 static void start_hash_if_due(ffile *f, bool final);
+static uint64_t publish_prefix(ffile *f);
 static void finalize_file(ffile *f);
 
 static void file_done(ffile *f) {
@@ -1007,6 +1204,7 @@ static void prepare_done(job *j) {
     for (uint32_t i = 0; i < f->nch; i++) f->have += f->done[i];
     s->total_have += f->have;
     f->hashed = 0;
+    f->pfx_chunk = 0;
     if (f->md) { EVP_MD_CTX_free(f->md); f->md = NULL; }
     if (f->hash_kind) {
         f->md = EVP_MD_CTX_new();
@@ -1018,6 +1216,9 @@ static void prepare_done(job *j) {
         }
     }
     f->st = F_TRANSFER;
+    publish_prefix(f);
+    /* resuming: the bytes already on disk are hashed first, while the rest downloads */
+    start_hash_if_due(f, false);
     emit(s, K2_HUB_EVENT_FILE_START, f->idx, f->have ? "resuming" : NULL);
     pump(s);
 }
@@ -1066,24 +1267,34 @@ static void submit_journal(session *s, ffile *f) {
 }
 
 /* --------------------------------------------------------------- hashing */
-static uint64_t contiguous_prefix(const ffile *f) {
-    uint64_t p = 0;
-    for (uint32_t i = 0; i < f->nch; i++) {
-        uint64_t len = K2_MIN(f->cs, f->pub->size - (uint64_t)i * f->cs);
-        p += f->done[i];
-        if (f->done[i] < len) break;
-    }
+static uint64_t chunk_len(const ffile *f, uint32_t c) {
+    return K2_MIN(f->cs, f->pub->size - (uint64_t)c * f->cs);
+}
+
+/* Advances the contiguous prefix after writes and publishes it to the hasher
+ * (§4.12: the "hashed-up-to" offset follows contiguous completed data). */
+static uint64_t publish_prefix(ffile *f) {
+    while (f->pfx_chunk < f->nch && f->done[f->pfx_chunk] >= chunk_len(f, f->pfx_chunk)) f->pfx_chunk++;
+    uint64_t p = f->pfx_chunk < f->nch ? (uint64_t)f->pfx_chunk * f->cs + f->done[f->pfx_chunk] : f->pub->size;
+    atomic_store_explicit(&f->avail, p, memory_order_release);
     return p;
 }
 
+/* Runs on a worker: feeds the digest from `a` on, in file order, following the
+ * prefix the loop thread publishes while the download goes on, until it catches
+ * up or has done HASH_JOB_MAX bytes (hash_done chains the next job). The bytes
+ * are read back with pread (page cache) so the loop thread never hashes. */
 static void hash_work(void *u) {
     job *j = u;
     ffile *f = j->f;
     size_t bs = 1u << 20;
     char *buf = k2_malloc(bs);
-    uint64_t pos = j->a;
-    while (pos < j->b && !atomic_load(&j->s->abort_work)) {
-        size_t want = (size_t)K2_MIN((uint64_t)bs, j->b - pos);
+    uint64_t pos = j->a, stop = j->a + HASH_JOB_MAX;
+    for (;;) {
+        if (atomic_load(&j->s->abort_work)) break;
+        uint64_t end = K2_MIN(atomic_load_explicit(&f->avail, memory_order_acquire), stop);
+        if (pos >= end) break;
+        size_t want = (size_t)K2_MIN((uint64_t)bs, end - pos);
         ssize_t r = pread(j->fd, buf, want, (off_t)pos);
         if (r <= 0) { j->st = K2_EIO; k2_err(&j->err, K2_EIO, "%s: read error while hashing: %s", f->tmp, r < 0 ? strerror(errno) : "short file"); break; }
         EVP_DigestUpdate(f->md, buf, (size_t)r);
@@ -1101,19 +1312,19 @@ static void hash_done(job *j) {
     if (s->stopping) { try_finish(s); return; }
     if (j->st != K2_OK) { session_fail(s, &j->err); return; }
     if (j->kind != (int)f->hash_gen) hash_restart(f);
+    if (f->st == F_TRANSFER) start_hash_if_due(f, false);   /* keep following the download */
     pump(s);
 }
 
 static void start_hash_if_due(ffile *f, bool final) {
     if (!f->hash_kind || f->hash_busy || f->fd < 0) return;
-    uint64_t p = contiguous_prefix(f);
+    uint64_t p = atomic_load_explicit(&f->avail, memory_order_relaxed);
     if (p <= f->hashed) return;
-    if (!final && p - f->hashed < HASH_STEP && p < f->pub->size) return;
+    if (!final && p - f->hashed < HASH_MIN && p < f->pub->size) return;
     f->hash_busy = true;
     job proto = {0};
     proto.fd = f->fd;
     proto.a = f->hashed;
-    proto.b = p;
     proto.kind = (int)f->hash_gen;
     submit(f->s, f, hash_work, hash_done, &proto);
 }
@@ -1136,6 +1347,20 @@ static void commit_work(void *u) {
     fchmod(j->fd, (mode_t)(0666 & ~s->umask_bits));
     close(j->fd);
     j->fd = -1;
+    if (hub_env_truthy("HF_HUB_DISABLE_SYMLINKS")) {
+        /* no-symlink mode (§4.4): a newly downloaded blob is moved to the snapshot
+         * path (nothing stays in blobs/), as Python does; no copy of a big file */
+        char *snap = k2_asprintf("%s/snapshots/%s/%s", s->repo_dir, s->commit, f->pub->path);
+        char *dir = k2_strdup(snap);
+        *strrchr(dir, '/') = '\0';
+        j->st = hub_mkdirs(dir, &j->err);
+        if (j->st == K2_OK && rename(f->tmp, snap) != 0)
+            j->st = k2_err(&j->err, K2_EIO, "%s: cannot move into place: %s", snap, strerror(errno));
+        if (j->st == K2_OK) unlink(f->journal);
+        free(dir);
+        free(snap);
+        return;
+    }
     if (rename(f->tmp, f->blob) != 0) {
         j->st = k2_err(&j->err, K2_EIO, "%s: cannot move into place: %s", f->blob, strerror(errno));
         return;
@@ -1268,11 +1493,20 @@ static void reset_progress(ffile *f) {
     s->total_have -= K2_MIN(s->total_have, f->have);
     f->have = 0;
     memset(f->done, 0, f->nch * sizeof *f->done);
+    f->pfx_chunk = 0;
+    atomic_store(&f->avail, 0);
     if (f->hash_busy) f->hash_gen++;   /* hash_done restarts the digest */
     else hash_restart(f);
 }
 
 static void start_xfer(ffile *f, uint32_t chunk, const char *url, bool auth, int hops);
+
+static void mark_one_work(void *u) {
+    job *j = u;
+    hub_no_exist_mark(j->s->repo_dir, j->s->commit, j->f->pub->path);
+}
+
+static void mark_one_done(job *j) { try_finish(j->s); }
 
 static bool xfer_on_response(hub_req *r) {
     xfer *x = r->user;
@@ -1363,6 +1597,10 @@ static bool xfer_on_body(hub_req *r, const char *data, size_t n) {
     x->got = true;
     f->have += n;
     s->total_have += n;
+    if (f->hash_kind) {
+        publish_prefix(f);
+        start_hash_if_due(f, false);
+    }
     return true;
 }
 
@@ -1477,6 +1715,10 @@ static void xfer_on_done(hub_req *r, CURLcode rc) {
             char what[600];
             snprintf(what, sizeof what, "%s: %s", s->ref.repo, f->pub->path);
             map_hub_error(r, what, &e);
+            const char *code = hub_req_header(r, "X-Error-Code"), *rc2 = hub_req_header(r, "X-Repo-Commit");
+            if (st == 404 && code && strcmp(code, "EntryNotFound") == 0 && rc2 && strcmp(rc2, s->commit) == 0 &&
+                hub_origin(s, r->url))
+                submit(s, f, mark_one_work, mark_one_done, NULL);   /* §1.8, §4.6 */
             xfer_free(x); file_fail(f, &e); return;
         }
     } else {
@@ -1484,9 +1726,11 @@ static void xfer_on_done(hub_req *r, CURLcode rc) {
                r->curl_error[0] ? r->curl_error : curl_easy_strerror(rc), u);
         retry = retryable_curl(rc);
     }
+    char *req_url = ra >= 0 ? k2_strdup(r->url) : NULL;
     xfer_free(x);
-    if (!retry) { file_fail(f, &e); return; }
+    if (!retry) { free(req_url); file_fail(f, &e); return; }
     if (++f->failures > s->o.max_retries) {
+        free(req_url);
         k2_err_prefix(&e, "giving up after %d attempts without progress: ", f->failures);
         file_fail(f, &e);
         return;
@@ -1494,7 +1738,8 @@ static void xfer_on_done(hub_req *r, CURLcode rc) {
     uint64_t d = backoff_ms(s, f->failures);
     if (ra >= 0 && (uint64_t)ra > d) d = (uint64_t)ra;
     f->retry_at_ms = now_ms() + d;
-    if (ra >= 0) s->pause_until_ms = K2_MAX(s->pause_until_ms, f->retry_at_ms);   /* the whole bucket waits */
+    if (req_url) hub_pause_set(s->rt, req_url, f->retry_at_ms);   /* the bucket waits, in every fetch (§6.1) */
+    free(req_url);
     char msg[K2_ERROR_MESSAGE_MAX + 64];
     snprintf(msg, sizeof msg, "%s; retrying in %.1f s", e.message, d / 1000.0);
     emit(s, K2_HUB_EVENT_RETRY, f->idx, msg);
@@ -1555,7 +1800,7 @@ static void pump(session *s) {
     if (s->stopping) { try_finish(s); return; }
     uint64_t t = now_ms();
     if (s->api_pending_retry) {
-        if (t >= s->api_retry_at) {
+        if (t >= s->api_retry_at && !hub_pause_until(s->rt, s->api_url, t)) {
             s->api_pending_retry = false;
             char *u = s->api_url;
             s->api_url = NULL;
@@ -1603,7 +1848,8 @@ static void pump(session *s) {
             finalize_file(f);
             continue;
         }
-        if (t < f->retry_at_ms || t < s->pause_until_ms) continue;
+        if (t < f->retry_at_ms) continue;
+        if (hub_pause_until(s->rt, f->url_resolved ? f->data_url : s->resolve_probe, t)) continue;
         if (!f->url_resolved) {
             if (f->active == 0) {
                 uint32_t c = 0;
@@ -1686,9 +1932,7 @@ static void session_start(void *u) {
     }
     if (hub_is_commit(s->rev)) {
         memcpy(s->commit, s->rev, 41);
-        char *url = k2_asprintf("%s/api/models/%s/tree/%s?recursive=true", s->cfg.endpoint, s->ref.repo, s->commit);
-        start_api(s, url, 2);
-        free(url);
+        start_cache_first(s, literal_selection(s) && !s->o.list_only);
         return;
     }
     char *rev = hub_encode_segment(s->rev);
@@ -1764,6 +2008,7 @@ k2_future *k2_hub_fetch(k2_runtime *rt, const char *ref, const k2_hub_options *o
     char *folder = hub_repo_folder(s->ref.repo);
     s->repo_dir = k2_asprintf("%s/%s", s->cfg.cache_dir, folder);
     s->locks_dir = k2_asprintf("%s/.locks/%s", s->cfg.cache_dir, folder);
+    s->resolve_probe = k2_asprintf("%s/%s/resolve/", s->cfg.endpoint, s->ref.repo);
     free(folder);
     s->umask_bits = read_umask();
     atomic_init(&s->abort_work, false);

@@ -426,6 +426,8 @@ static bool origin_of(const char *url, char *out, size_t cap) {
     return ok;
 }
 
+bool hub_url_origin(const char *url, char *out, size_t cap) { return origin_of(url, out, cap); }
+
 bool hub_same_origin(const char *a, const char *b) {
     char oa[512], ob[512];
     return origin_of(a, oa, sizeof oa) && origin_of(b, ob, sizeof ob) && strcmp(oa, ob) == 0;

@@ -24,6 +24,8 @@ k2_status hub_ref_parse(const char *s, hub_ref *out, k2_error *err);
 bool hub_repo_id_valid(const char *id);
 /* huggingface_hub fnmatchcase semantics (§5.3). */
 bool hub_glob_match(const char *pattern, const char *path);
+/* A pattern without wildcards names one file: an explicit (optional) request. */
+bool hub_glob_literal(const char *pattern);
 /* Rejects absolute paths, '..' segments, backslashes, control characters (§4.4). */
 bool hub_path_safe(const char *path);
 /* Blob names must be hex sha1/sha256, or at least [A-Za-z0-9._-] without ".." (§4.3). */
@@ -33,9 +35,11 @@ bool hub_shard_parse(const char *path, int *index, int *count, size_t *prefix_le
 
 typedef struct hub_entry {
     char *path;
-    char *etag;
+    char *etag;       /* blob name: lfs.oid (sha256) if LFS else oid */
     uint64_t size;
     bool lfs;
+    char *oid;        /* git blob id (of the pointer file for LFS); NULL when unknown (snapshot scan) */
+    char *xet;        /* xetHash (64 hex) or NULL */
 } hub_entry;
 
 void hub_entries_free(hub_entry *e, size_t n);
@@ -73,9 +77,25 @@ k2_status hub_write_ref(const char *repo_dir, const char *rev, const char *commi
 /* True if path names an existing regular file (symlinks resolved). */
 bool hub_file_exists(const char *path, uint64_t *size);
 bool hub_is_commit(const char *rev);
-/* Offline resolution (§4.13): revision -> commit, then the snapshot's files. */
+/* Offline resolution (§4.13): revision -> commit, then the snapshot's files
+ * (none when the snapshot folder is missing or empty: *n = 0, K2_OK). */
 k2_status hub_offline_listing(const char *repo_dir, const char *revision, char commit[41],
                               hub_entry **out, size_t *n, k2_error *err);
+/* trees/<commit>.json (§4.9, Python's tree cache): the complete listing of a commit.
+ * Read: K2_ENOTFOUND when absent, unreadable, of another format_version or with an
+ * invalid entry (the caller lists online instead). Write: atomic, keys sorted; only
+ * for complete, unfiltered listings with oids. */
+k2_status hub_tree_read(const char *repo_dir, const char *commit, hub_entry **out, size_t *n, k2_error *err);
+k2_status hub_tree_write(const char *repo_dir, const char *commit, const hub_entry *e, size_t n, k2_error *err);
+bool hub_xet_hash_valid(const char *h);
+/* .no_exist/<commit>/<path> (§4.6): "path does not exist at commit". */
+bool hub_no_exist_check(const char *repo_dir, const char *commit, const char *path);
+void hub_no_exist_mark(const char *repo_dir, const char *commit, const char *path);
+/* Cache-only lookup of explicit paths at a commit (§4.13 steps 3-4): each path is
+ * either a complete snapshot file (-> *out) or known absent (-> *absent, NULL-
+ * terminated); anything else is K2_ENOTFOUND (the network must decide). */
+k2_status hub_cached_paths(const char *repo_dir, const char *commit, const char *const *paths, hub_entry **out,
+                           size_t *n_out, char ***absent, size_t *n_absent, k2_error *err);
 
 /* ---- HTTP over curl multi on a libuv loop (http.c) ---- */
 typedef struct hub_http hub_http;
@@ -134,6 +154,13 @@ void hub_http_cancel_all(hub_http *h);
 const char *hub_req_header(const hub_req *r, const char *name);
 /* Absolute target of a 3xx, or NULL. */
 const char *hub_req_redirect_url(hub_req *r);
+/* "scheme://host:port" of url (false if unparsable). */
+bool hub_url_origin(const char *url, char *out, size_t cap);
+/* Rate-limit pauses shared by every fetch of a runtime (§1.10, §6.1): a 429 (or a
+ * Retry-After) pauses all requests of that bucket (API, resolvers, other) on that
+ * host. Loop thread only. hub_pause_until returns 0 when not paused. */
+uint64_t hub_pause_until(k2_runtime *rt, const char *url, uint64_t now_ms);
+void hub_pause_set(k2_runtime *rt, const char *url, uint64_t until_ms);
 /* "scheme://host:port" comparison (port-aware, §2). */
 bool hub_same_origin(const char *a, const char *b);
 bool hub_is_https_downgrade(const char *from, const char *to);

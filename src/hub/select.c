@@ -111,6 +111,11 @@ static bool glob_rec(const char *p, const char *s) {
     return *s == '\0';
 }
 
+bool hub_glob_literal(const char *pattern) {
+    size_t l = strlen(pattern);
+    return l > 0 && pattern[l - 1] != '/' && !strpbrk(pattern, "*?[") && hub_path_safe(pattern);
+}
+
 bool hub_glob_match(const char *pattern, const char *path) {
     size_t pl = strlen(pattern), sl = strlen(path);
     char *p = k2_malloc(pl + 2), *s = k2_malloc(sl + 1);
@@ -173,6 +178,8 @@ void hub_entries_free(hub_entry *e, size_t n) {
     for (size_t i = 0; i < n; i++) {
         free(e[i].path);
         free(e[i].etag);
+        free(e[i].oid);
+        free(e[i].xet);
     }
     free(e);
 }

@@ -96,6 +96,30 @@ def main():
         c.check(q.returncode == 0 and "resuming" in q.stderr and hubtest.same_file(q.stdout.strip(), src),
                 "pull after Ctrl-C resumes", q.stderr)
         c.check(hub.stats()["bytes"].get("con.gguf", 0) < size, "only the rest was downloaded")
+
+        # ---- resume with a damaged prefix: the bytes already on disk are hashed too ----
+        hub.reset()
+        hub.faults({"kind": "throttle", "bps": 400_000, "where": "cdn", "count": -1})
+        cache = os.path.join(work, "bad")
+        p = subprocess.Popen(args, env=hubtest.env_for(hub, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        jpat = os.path.join(hubtest.repo_dir(cache, "acme/con"), "blobs", "*.k2.incomplete.json")
+        t0 = time.time()
+        while time.time() - t0 < 30 and not glob.glob(jpat):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=30)
+        tmpf = glob.glob(jpat[:-5])
+        if tmpf:
+            with open(tmpf[0], "r+b") as fh:
+                b = fh.read(1)
+                fh.seek(0)
+                fh.write(bytes([b[0] ^ 0xFF]))
+        hub.reset()
+        q = k2(["pull", "acme/con", "--connections", "1", "--chunk-size", "512K"], hub, cache)
+        c.check(tmpf and q.returncode == 0 and "resuming" in q.stderr and "sha256 mismatch" in q.stderr and
+                hubtest.same_file(q.stdout.strip(), src),
+                "damaged resumed prefix: mismatch detected, full retry gives the right file", q.stderr)
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     c.finish()

@@ -48,6 +48,9 @@ int main(void) {
     CHECK(hub_glob_match("*.gguf", "Q4_K_M/x-00001-of-00003.gguf"));
     CHECK(!hub_glob_match("*.GGUF", "a.gguf"));
     CHECK(hub_glob_match("Q4_K_M/", "Q4_K_M/a/b.gguf"));
+    /* explicit paths (.no_exist candidates) vs patterns */
+    CHECK(hub_glob_literal("config.json") && hub_glob_literal("sub/tokenizer.json"));
+    CHECK(!hub_glob_literal("*.json") && !hub_glob_literal("Q4_K_M/") && !hub_glob_literal("a[bc]") && !hub_glob_literal("../x"));
     CHECK(hub_glob_match("Q4_K_M\\*", "Q4_K_M/a.gguf"));
     CHECK(hub_glob_match("UD-Q4_K_XL/*-0000[1-3]-of-*", "UD-Q4_K_XL/m-00002-of-00013.gguf"));
     CHECK(!hub_glob_match("UD-Q4_K_XL/*-0000[1-3]-of-*", "UD-Q4_K_XL/m-00004-of-00013.gguf"));

@@ -154,6 +154,17 @@ def main():
         c.check(hub.stats()["cdn_auth"] == 0 and hub.stats()["requests"].get("cdn_auth", 0) == 0,
                 "no Authorization sent to the CDN origin")
 
+        # ---- HF_HUB_DISABLE_SYMLINKS: plain files in snapshots/, blob moved (§4.4) ----
+        hub.reset()
+        cache, p, _ = pull_one(env={"HF_HUB_DISABLE_SYMLINKS": "1"})
+        paths = p.stdout.split()
+        c.check(p.returncode == 0 and len(paths) == 1 and not os.path.islink(paths[0]) and same_file(paths[0], one_src)
+                and not [b for b in blobs(cache, "acme/one") if len(b) == 64],
+                "no-symlink mode: regular snapshot file, nothing left in blobs/", p.stderr)
+        p = k2(["pull", "acme/one", "--include", "*.gguf"] + FAST, hub, cache, {"HF_HUB_DISABLE_SYMLINKS": "1"})
+        c.check(p.returncode == 0 and "(cached)" in p.stderr and hub.stats()["bytes"].get("one.gguf", 0) == size,
+                "no-symlink mode: the plain file counts as cached", p.stderr)
+
         # ---- connection drops mid-body: resume with Range ----
         hub.reset()
         hub.faults({"kind": "drop", "after": 100_000, "where": "cdn", "count": 3})
