@@ -39,6 +39,13 @@ static void exact_rows(float *buf, const model_mm *mm, int64_t row0, int64_t row
 static void fast_rows(const model_mm *mm, const quant_type_traits *tr, const uint8_t *act, size_t ab,
                       int64_t row0, int64_t row1) {
     const model_weight *w = &mm->w;
+    if (mm->n_tok > 1 && tr->matmul) {
+        /* several tokens: the multi-token kernel decodes each weight block once for a group
+         * of tokens and tiles rows and tokens for the caches; bit-identical to vec_dot */
+        tr->matmul(w->cols, w->data + (size_t)row0 * w->row_bytes, w->row_bytes, row1 - row0, act, ab, mm->n_tok,
+                   mm->y + row0, (size_t)mm->ldy);
+        return;
+    }
     for (int64_t o = row0; o < row1; o++) {
         const uint8_t *row = w->data + (size_t)o * w->row_bytes;
         for (int64_t t = 0; t < mm->n_tok; t++) tr->vec_dot(w->cols, &mm->y[t * mm->ldy + o], row, act + (size_t)t * ab);
