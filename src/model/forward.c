@@ -127,15 +127,16 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
     /* A1 */
     for (int64_t t = 0; t < T; t++) rmsnorm(ctx->h + t * d, ctx->x + t * d, ly->attn_norm, d, hp->rms_eps);
     /* A2: q-LoRA (q_a, norm, q_b) or plain attn_q */
+    /* A2 and A4 read the same normed input: one job, one activation conversion */
+    model_mm first[2] = {
+        {rq > 0 ? ly->q_a : ly->q, ctx->h, d, rq > 0 ? ctx->cq : ctx->q, rq > 0 ? rq : H * d_k, T},
+        {ly->kv_a, ctx->h, d, ctx->kv, rw, T}};
+    model_matmul_multi(ctx, first, 2);
     if (rq > 0) {
-        model_matmul(ctx, &ly->q_a, ctx->h, d, ctx->cq, rq, T);
         for (int64_t t = 0; t < T; t++) rmsnorm(ctx->cq + t * rq, ctx->cq + t * rq, ly->q_a_norm, rq, hp->rms_eps);
         model_matmul(ctx, &ly->q_b, ctx->cq, rq, ctx->q, H * d_k, T);
-    } else {
-        model_matmul(ctx, &ly->q, ctx->h, d, ctx->q, H * d_k, T);
     }
-    /* A4-A7: joint down-projection, latent norm, rope on k^R, cache append */
-    model_matmul(ctx, &ly->kv_a, ctx->h, d, ctx->kv, rw, T);
+    /* A4-A7: joint down-projection (above), latent norm, rope on k^R, cache append */
     for (int64_t t = 0; t < T; t++) {
         float *kv = ctx->kv + t * rw;
         rmsnorm(kv, kv, ly->kv_a_norm, d_c, hp->rms_eps);
@@ -173,8 +174,8 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
 static void swiglu_ffn(k2_context *ctx, const model_weight *gate, const model_weight *up,
                        const model_weight *down, const float *h, float *y, int64_t T) {
     int64_t d = ctx->model->hp.n_embd, f = gate->rows;
-    model_matmul(ctx, gate, h, d, ctx->f1, f, T);
-    model_matmul(ctx, up, h, d, ctx->f2, f, T);
+    model_mm gu[2] = {{*gate, h, d, ctx->f1, f, T}, {*up, h, d, ctx->f2, f, T}};
+    model_matmul_multi(ctx, gu, 2);
     swiglu(ctx->f1, ctx->f2, T * f);
     model_matmul(ctx, down, ctx->f1, f, y, d, T);
 }
@@ -307,13 +308,23 @@ static void moe(k2_context *ctx, int l, int64_t T) {
         }
         ctx->mm[2 * ne] = (model_mm){gate, ctx->ex + start * d, d, ctx->f1 + start * fe, fe, n - start};
         ctx->mm[2 * ne + 1] = (model_mm){up, ctx->ex + start * d, d, ctx->f2 + start * fe, fe, n - start};
-        ctx->mm[2 * E + ne] = (model_mm){model_weight_slice(&ly->down_exps, e), ctx->f1 + start * fe, fe,
+        ctx->mm[2 * E + 2 + ne] = (model_mm){model_weight_slice(&ly->down_exps, e), ctx->f1 + start * fe, fe,
                                          ctx->ey + start * d, d, n - start};
         ne++;
     }
-    model_matmul_multi(ctx, ctx->mm, (int)(2 * ne));
-    swiglu(ctx->f1, ctx->f2, n * fe);
-    model_matmul_multi(ctx, ctx->mm + 2 * E, (int)ne);
+    /* M10: the shared experts (width S * f_e, weight 1) join the same two jobs; their rows
+     * follow the routed ones in f1/f2, their output goes to sh */
+    bool shared = ly->gate_sh.data != NULL;
+    int64_t fs = shared ? ly->gate_sh.rows : 0;
+    float *sf1 = ctx->f1 + n * fe, *sf2 = ctx->f2 + n * fe;
+    if (shared) {
+        ctx->mm[2 * ne] = (model_mm){ly->gate_sh, ctx->h, d, sf1, fs, T};
+        ctx->mm[2 * ne + 1] = (model_mm){ly->up_sh, ctx->h, d, sf2, fs, T};
+        ctx->mm[2 * E + 2 + ne] = (model_mm){ly->down_sh, sf1, fs, ctx->sh, d, T};
+    }
+    model_matmul_multi(ctx, ctx->mm, (int)(2 * ne + 2 * shared));
+    swiglu(ctx->f1, ctx->f2, n * fe + T * fs);
+    model_matmul_multi(ctx, ctx->mm + 2 * E + 2, (int)(ne + shared));
     for (int64_t j = 0; j < n; j++) {
         int64_t tk = ctx->etok[j];
         float *dst = ctx->eout + tk * d, wk = ctx->selw[tk];
@@ -328,11 +339,9 @@ static void moe(k2_context *ctx, int l, int64_t T) {
             for (int64_t c = 0; c < d; c++) yt[c] += src[c];
         }
     }
-    /* M10, M11: shared experts (width S * f_e), weight 1 */
-    if (ly->gate_sh.data) {
-        swiglu_ffn(ctx, &ly->gate_sh, &ly->up_sh, &ly->down_sh, ctx->h, ctx->ey, T);
-        for (int64_t k = 0; k < T * d; k++) ctx->y[k] += ctx->ey[k];
-    }
+    /* M11: shared experts' output, weight 1, added after the routed sum */
+    if (shared)
+        for (int64_t k = 0; k < T * d; k++) ctx->y[k] += ctx->sh[k];
     for (int64_t k = 0; k < T * d; k++) ctx->x[k] += ctx->y[k];
 }
 
@@ -388,13 +397,16 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     int64_t d = hp->n_embd, H = hp->n_head, rw = hp->kv_lora_rank + hp->rope_dim;
     int64_t ff = K2_MAX((int64_t)hp->n_ff, (int64_t)hp->n_ff_exp * K2_MAX(1, (int64_t)hp->n_expert_shared));
     int64_t K = K2_MAX(1, (int64_t)hp->n_expert_used);
-    ff = K2_MAX(ff, K * (int64_t)hp->n_ff_exp);  /* gathered expert rows: up to K per token */
+    /* gathered expert rows (up to K per token) followed by the shared experts' rows */
+    int64_t fs = 0;
+    for (uint32_t l = 0; l < hp->n_layer; l++) fs = K2_MAX(fs, m->layers[l].gate_sh.data ? m->layers[l].gate_sh.rows : 0);
+    ff = K2_MAX(ff, K * (int64_t)hp->n_ff_exp + fs);
     float **bufs[] = {&ctx->x, &ctx->h, &ctx->cq, &ctx->q, &ctx->kv, &ctx->qabs, &ctx->lat, &ctx->o,
                       &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->rope_cos, &ctx->rope_sin,
-                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eout};
+                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eout, &ctx->sh};
     int64_t sizes[] = {d, d, K2_MAX(1, (int64_t)hp->q_lora_rank), H * hp->head_dim_k, rw, H * rw,
                        H * hp->kv_lora_rank, H * hp->head_dim_v, d, ff, ff, K2_MAX(1, (int64_t)hp->n_expert),
-                       hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K};
+                       hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K, d};
     _Static_assert(sizeof bufs / sizeof bufs[0] == sizeof sizes / sizeof sizes[0], "one size per buffer");
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) {
         free(*bufs[i]);

@@ -100,13 +100,21 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
         int cnt = K2_MIN(n - base, MULTI_MAX);
         const model_mm *m = mm + base;
         size_t need = 0;
+        int same[MULTI_MAX]; /* an earlier product whose quantized activations g reuses, or -1 */
         first[0] = 0;
         for (int g = 0; g < cnt; g++) {
             first[g + 1] = first[g] + (m[g].n_tok > 0 ? m[g].w.rows : 0);
             tr[g] = m[g].n_tok > 0 ? fast_traits(ctx, &m[g].w) : NULL;
             act_bytes[g] = tr[g] ? (size_t)k2_type_row_bytes(tr[g]->vec_dot_type, m[g].w.cols) : 0;
-            act_off[g] = need;
-            need += act_bytes[g] * (size_t)m[g].n_tok;
+            same[g] = -1;
+            /* products reading the same input (gate/up, q_a/kv_a) share one conversion */
+            for (int h = g - 1; h >= 0 && tr[g] && same[g] < 0; h--)
+                if (tr[h] && m[h].x == m[g].x && m[h].ldx == m[g].ldx && m[h].n_tok == m[g].n_tok &&
+                    m[h].w.cols == m[g].w.cols && tr[h]->vec_dot_type == tr[g]->vec_dot_type &&
+                    tr[h]->quantize_act == tr[g]->quantize_act)
+                    same[g] = same[h] >= 0 ? same[h] : h;
+            act_off[g] = same[g] >= 0 ? act_off[same[g]] : need;
+            if (same[g] < 0) need += act_bytes[g] * (size_t)m[g].n_tok;
         }
         if (need > ctx->act_cap) {
             uint8_t *na = realloc(ctx->act, need);
@@ -119,7 +127,7 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
             }
         }
         for (int g = 0; g < cnt; g++)
-            if (tr[g])
+            if (tr[g] && same[g] < 0)
                 for (int64_t t = 0; t < m[g].n_tok; t++)
                     tr[g]->quantize_act(m[g].x + t * m[g].ldx, ctx->act + act_off[g] + (size_t)t * act_bytes[g],
                                         m[g].w.cols);
