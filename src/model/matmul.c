@@ -63,6 +63,31 @@ static const quant_type_traits *fast_traits(const k2_context *ctx, const model_w
     return tr;
 }
 
+/* Activation conversion of several tokens, split across the pool: item i is token
+ * i - qfirst[k] of product qg[k]. */
+typedef struct quant_job {
+    const model_mm *mm;
+    const quant_type_traits **tr;
+    const size_t *act_off, *act_bytes;
+    uint8_t *act;
+    const int *qg;
+    const int64_t *qfirst;
+    int nq;
+} quant_job;
+
+static void quant_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    quant_job *j = arg;
+    int k = 0;
+    for (int64_t i = b; i < e; i++) {
+        while (k + 1 < j->nq && j->qfirst[k + 1] <= i) k++;
+        int g = j->qg[k];
+        int64_t t = i - j->qfirst[k];
+        j->tr[g]->quantize_act(j->mm[g].x + t * j->mm[g].ldx, j->act + j->act_off[g] + (size_t)t * j->act_bytes[g],
+                               j->mm[g].w.cols);
+    }
+}
+
 typedef struct multi_job {
     k2_context *ctx;
     const model_mm *mm;
@@ -126,11 +151,24 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
                 for (int g = 0; g < cnt; g++) tr[g] = NULL;
             }
         }
+        int qg[MULTI_MAX], nq = 0;
+        int64_t qfirst[MULTI_MAX + 1];
+        qfirst[0] = 0;
         for (int g = 0; g < cnt; g++)
-            if (tr[g] && same[g] < 0)
-                for (int64_t t = 0; t < m[g].n_tok; t++)
-                    tr[g]->quantize_act(m[g].x + t * m[g].ldx, ctx->act + act_off[g] + (size_t)t * act_bytes[g],
-                                        m[g].w.cols);
+            if (tr[g] && same[g] < 0) {
+                qg[nq] = g;
+                qfirst[nq + 1] = qfirst[nq] + m[g].n_tok;
+                nq++;
+            }
+        quant_job qj = {m, tr, act_off, act_bytes, ctx->act, qg, qfirst, nq};
+        if (nq > 0) {
+            /* decode converts one row per input on the caller; prefill rows go to all threads */
+            int64_t nrow = qfirst[nq];
+            if (nrow >= 4 * (int64_t)ctx->n_threads)
+                model_pool_for(ctx->pool, nrow, 4, quant_task, &qj);
+            else
+                quant_task(&qj, 0, nrow, 0);
+        }
         multi_job j = {ctx, m, cnt, first, tr, act_off, act_bytes};
         int64_t grain = first[cnt] / (4 * (int64_t)ctx->n_threads);
         if (grain < 4) grain = 4;
