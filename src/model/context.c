@@ -43,7 +43,7 @@ k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context 
     for (int i = 0; i < ctx->n_threads; i++) {
         ctx->scratch[i].row = malloc(sizeof(float) * (size_t)K2_MAX(m->max_cols, 1));
         ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx * (size_t)ctx->head_chunk);
-        ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row);
+        ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row * MODEL_KV_BLOCK);
         if (!ctx->scratch[i].row || !ctx->scratch[i].scores || !ctx->scratch[i].kvrow) goto oom;
     }
     size_t esz = ctx->cache_type == K2_CACHE_F32 ? 4 : 2;

@@ -3,6 +3,7 @@
  * moe (§5) -> final norm and logits (§4.9). A batch of tokens is appended to the cache at
  * positions len ... len+n-1 and attends causally to everything cached before it. */
 #include "model/model.h"
+#include "quant/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,7 +36,7 @@ static void rope(float *u, const float *cs, const float *sn, int64_t n_pairs) {
 }
 
 static float f16_table[65536];
-static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT, attn_once = PTHREAD_ONCE_INIT;
 static void f16_table_init(void) {
     for (uint32_t i = 0; i < 65536; i++) f16_table[i] = model_f16_to_f32((uint16_t)i);
 }
@@ -60,22 +61,64 @@ typedef struct attn_job {
     int64_t n_tok, pos0;
 } attn_job;
 
-/* y += a x */
-static inline void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+/* ---- the two attention loops: portable C and AVX2 (attn_avx2.c), same bits ---- */
+
+/* z[h * ldz + u] = dot(q row h, k row u) * scale for h < nh, u < nk (model_dot_f32). */
+static void scores_c(const float *q, int64_t ldq, int64_t nh, const float *k, int64_t ldk, int64_t nk, int64_t n,
+                     float scale, float *z, int64_t ldz) {
+    for (int64_t u = 0; u < nk; u++)
+        for (int64_t h = 0; h < nh; h++) z[h * ldz + u] = model_dot_f32(q + h * ldq, k + u * ldk, n) * scale;
 }
 
-/* Cache row u of a layer as f32: in place for an f32 cache, converted into buf for f16. */
-static inline const float *cache_row(const k2_context *ctx, int layer, int64_t u, float *buf) {
+/* lat row h += sum over u (in order) of w[h * ldw + u] * k row u, first n columns. */
+static void latent_c(const float *w, int64_t ldw, int64_t nh, const float *k, int64_t ldk, int64_t nk, int64_t n,
+                     float *lat, int64_t ldl) {
+    for (int64_t u = 0; u < nk; u++)
+        for (int64_t h = 0; h < nh; h++) {
+            float a = w[h * ldw + u], *y = lat + h * ldl;
+            const float *x = k + u * ldk;
+            for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+        }
+}
+
+static void f16_row_c(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = f16_table[src[i]];
+}
+
+void model_attn_scores_avx2(const float *q, int64_t ldq, int64_t nh, const float *k, int64_t ldk, int64_t nk,
+                            int64_t n, float scale, float *z, int64_t ldz);
+void model_attn_latent_avx2(const float *w, int64_t ldw, int64_t nh, const float *k, int64_t ldk, int64_t nk,
+                            int64_t n, float *lat, int64_t ldl);
+void model_f16_row_avx2(const uint16_t *src, float *dst, int64_t n);
+
+typedef struct attn_kernels {
+    void (*scores)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float, float *, int64_t);
+    void (*latent)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
+    void (*f16_row)(const uint16_t *, float *, int64_t);
+} attn_kernels;
+
+static attn_kernels attn_k = {scores_c, latent_c, f16_row_c};
+
+static void attn_kernels_init(void) {
+#if defined(__x86_64__)
+    /* the quant module's level: the CPU's, lowered by K2_CPU */
+    if (quant_cpu_level_active() >= QUANT_CPU_AVX2 && __builtin_cpu_supports("f16c"))
+        attn_k = (attn_kernels){model_attn_scores_avx2, model_attn_latent_avx2, model_f16_row_avx2};
+#endif
+}
+
+/* Cache rows [u0, u0 + nk) of a layer as f32 rows cache_row floats apart: in place for an
+ * f32 cache, converted into buf for f16. */
+static inline const float *cache_rows(const k2_context *ctx, int layer, int64_t u0, int64_t nk, float *buf) {
     size_t n = ctx->cache_row;
-    if (ctx->cache_type == K2_CACHE_F32) return (const float *)ctx->cache[layer] + (size_t)u * n;
-    const uint16_t *src = (const uint16_t *)ctx->cache[layer] + (size_t)u * n;
-    for (size_t c = 0; c < n; c++) buf[c] = f16_table[src[c]];
+    if (ctx->cache_type == K2_CACHE_F32) return (const float *)ctx->cache[layer] + (size_t)u0 * n;
+    attn_k.f16_row((const uint16_t *)ctx->cache[layer] + (size_t)u0 * n, buf, nk * (int64_t)n);
     return buf;
 }
 
-/* One token and a chunk of heads: scores against the cached rows u <= pos (each row read
- * once for all heads of the chunk), softmax, latent sum (§4.5 steps 2-4). */
+/* One token and a chunk of heads: scores against the cached rows u <= pos (rows taken in
+ * blocks of MODEL_KV_BLOCK, each block read once for all heads of the chunk), softmax,
+ * latent sum (§4.5 steps 2-4). */
 static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     attn_job *j = arg;
     k2_context *ctx = j->ctx;
@@ -85,33 +128,29 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     float *z = ctx->scratch[tid].scores, *buf = ctx->scratch[tid].kvrow;
     for (int64_t it = b; it < e; it++) {
         int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc), n_kv = j->pos0 + t + 1;
-        float zmax[64];
-        float inv[64];
-        for (int64_t h = h0; h < h1; h++) zmax[h - h0] = -INFINITY;
-        for (int64_t u = 0; u < n_kv; u++) {
-            const float *kr = cache_row(ctx, j->layer, u, buf);
-            for (int64_t h = h0; h < h1; h++) {
-                const float *qr = ctx->qabs + (t * H + h) * rw;   /* [q~_h ; q-bar^R_h] */
-                float s = model_dot_f32(qr, kr, rw) * hp->kq_scale;
-                z[(h - h0) * n_kv + u] = s;
-                if (s > zmax[h - h0]) zmax[h - h0] = s;
-            }
+        int64_t nh = h1 - h0;
+        const float *q = ctx->qabs + (t * H + h0) * rw; /* rows [q~_h ; q-bar^R_h] */
+        float *lat = ctx->lat + (t * H + h0) * d_c;
+        for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
+            int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
+            attn_k.scores(q, rw, nh, cache_rows(ctx, j->layer, u0, nk, buf), rw, nk, rw, hp->kq_scale, z + u0, n_kv);
         }
-        for (int64_t h = h0; h < h1; h++) {
-            float *zh = z + (h - h0) * n_kv;
+        for (int64_t h = 0; h < nh; h++) {
+            float *zh = z + h * n_kv, zmax = -INFINITY;
+            for (int64_t u = 0; u < n_kv; u++)
+                if (zh[u] > zmax) zmax = zh[u];
             double sum = 0.0;
             for (int64_t u = 0; u < n_kv; u++) {
-                zh[u] = expf(zh[u] - zmax[h - h0]);
+                zh[u] = expf(zh[u] - zmax);
                 sum += zh[u];
             }
-            inv[h - h0] = (float)(1.0 / sum);
-            memset(ctx->lat + (t * H + h) * d_c, 0, sizeof(float) * (size_t)d_c);
+            float inv = (float)(1.0 / sum);
+            for (int64_t u = 0; u < n_kv; u++) zh[u] *= inv;
         }
-        for (int64_t u = 0; u < n_kv; u++) {
-            const float *kr = cache_row(ctx, j->layer, u, buf);
-            for (int64_t h = h0; h < h1; h++) {
-                axpy(ctx->lat + (t * H + h) * d_c, z[(h - h0) * n_kv + u] * inv[h - h0], kr, d_c);
-            }
+        memset(lat, 0, sizeof(float) * (size_t)(nh * d_c));
+        for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
+            int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
+            attn_k.latent(z + u0, n_kv, nh, cache_rows(ctx, j->layer, u0, nk, buf), rw, nk, d_c, lat, d_c);
         }
     }
 }
@@ -431,6 +470,7 @@ k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_lo
                         float *logits, k2_error *err) {
     const k2_model_hparams *hp = &ctx->model->hp;
     pthread_once(&f16_once, f16_table_init);
+    pthread_once(&attn_once, attn_kernels_init);
     for (int64_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
             return k2_err(err, K2_EINVAL, "token id %d at index %lld is outside the vocabulary [0, %u)",

@@ -89,10 +89,11 @@ void model_pool_for(model_pool *p, int64_t n, int64_t grain, model_pool_fn fn, v
 int model_physical_cores(void);
 
 /* ---- per-thread scratch ---- */
+#define MODEL_KV_BLOCK 64  /* cache rows converted and used together by the attention */
 typedef struct model_scratch {
     float *row;        /* one dequantized weight row (max_cols) */
     float *scores;     /* attention scores (heads per task x n_ctx) */
-    float *kvrow;      /* one cache row as f32 (d_c + d_r) */
+    float *kvrow;      /* MODEL_KV_BLOCK cache rows as f32 (d_c + d_r each) */
     void *act;         /* quantized activations (fast mode) */
 } model_scratch;
 
