@@ -101,8 +101,8 @@ static attn_kernels attn_k = {scores_c, latent_c, f16_row_c};
 
 static void attn_kernels_init(void) {
 #if defined(__x86_64__)
-    /* the quant module's level: the CPU's, lowered by K2_CPU */
-    if (quant_cpu_level_active() >= QUANT_CPU_AVX2 && __builtin_cpu_supports("f16c"))
+    /* the quant module's level (AVX2 implies FMA and F16C there), lowered by K2_CPU */
+    if (quant_cpu_level_active() >= QUANT_CPU_AVX2)
         attn_k = (attn_kernels){model_attn_scores_avx2, model_attn_latent_avx2, model_f16_row_avx2};
 #endif
 }
