@@ -38,12 +38,12 @@ k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context 
     ctx->cache = calloc(hp->n_layer, sizeof(void *));
     ctx->last_logits = malloc(sizeof(float) * hp->n_vocab);
     ctx->rprob = malloc(sizeof(float) * 2 * K2_MAX(1, (size_t)hp->n_expert));
-    ctx->mm = malloc(sizeof(model_mm) * K2_MAX((size_t)hp->n_head, 3 * (size_t)hp->n_expert));
+    ctx->mm = malloc(sizeof(model_mm) * K2_MAX((size_t)hp->n_head, 3 * (size_t)hp->n_expert + 3));
     if (!ctx->scratch || !ctx->cache || !ctx->last_logits || !ctx->rprob || !ctx->mm) goto oom;
     for (int i = 0; i < ctx->n_threads; i++) {
         ctx->scratch[i].row = malloc(sizeof(float) * (size_t)K2_MAX(m->max_cols, 1));
         ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx * (size_t)ctx->head_chunk);
-        ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row);
+        ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row * MODEL_KV_BLOCK);
         if (!ctx->scratch[i].row || !ctx->scratch[i].scores || !ctx->scratch[i].kvrow) goto oom;
     }
     size_t esz = ctx->cache_type == K2_CACHE_F32 ? 4 : 2;
@@ -79,7 +79,7 @@ void k2_context_free(k2_context *ctx) {
     model_pool_free(ctx->pool);
     float *bufs[] = {ctx->x, ctx->h, ctx->cq, ctx->q, ctx->kv, ctx->qabs, ctx->lat, ctx->o, ctx->y,
                      ctx->f1, ctx->f2, ctx->rl, ctx->rprob, ctx->rope_cos, ctx->rope_sin, ctx->selw,
-                     ctx->ex, ctx->ey, ctx->eout, ctx->last_logits};
+                     ctx->ex, ctx->ey, ctx->eout, ctx->sh, ctx->last_logits};
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(ctx->sel);
     free(ctx->etok);

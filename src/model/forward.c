@@ -3,6 +3,7 @@
  * moe (§5) -> final norm and logits (§4.9). A batch of tokens is appended to the cache at
  * positions len ... len+n-1 and attends causally to everything cached before it. */
 #include "model/model.h"
+#include "quant/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -21,8 +22,21 @@ static inline float silu(float u) { return u / (1.0f + expf(-u)); }
 static inline float sigmoid(float u) { return 1.0f / (1.0f + expf(-u)); }
 
 /* u <- silu(u) * v, elementwise (SwiGLU) */
-static void swiglu(float *u, const float *v, int64_t n) {
-    for (int64_t i = 0; i < n; i++) u[i] = silu(u[i]) * v[i];
+typedef struct swiglu_job {
+    float *u;
+    const float *v;
+} swiglu_job;
+
+static void swiglu_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    swiglu_job *j = arg;
+    for (int64_t i = b; i < e; i++) j->u[i] = silu(j->u[i]) * j->v[i];
+}
+
+/* on all threads: one expf per element (~40k per decode step, millions per prefill) */
+static void swiglu(k2_context *ctx, float *u, const float *v, int64_t n) {
+    swiglu_job j = {u, v};
+    model_pool_for(ctx->pool, n, 4096, swiglu_task, &j);
 }
 
 /* §4.3.1: rotate adjacent pairs (u_2m, u_2m+1) by phi_m; cos/sin already carry r. */
@@ -35,7 +49,7 @@ static void rope(float *u, const float *cs, const float *sn, int64_t n_pairs) {
 }
 
 static float f16_table[65536];
-static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT, attn_once = PTHREAD_ONCE_INIT;
 static void f16_table_init(void) {
     for (uint32_t i = 0; i < 65536; i++) f16_table[i] = model_f16_to_f32((uint16_t)i);
 }
@@ -60,22 +74,64 @@ typedef struct attn_job {
     int64_t n_tok, pos0;
 } attn_job;
 
-/* y += a x */
-static inline void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+/* ---- the two attention loops: portable C and AVX2 (attn_avx2.c), same bits ---- */
+
+/* z[h * ldz + u] = dot(q row h, k row u) * scale for h < nh, u < nk (model_dot_f32). */
+static void scores_c(const float *q, int64_t ldq, int64_t nh, const float *k, int64_t ldk, int64_t nk, int64_t n,
+                     float scale, float *z, int64_t ldz) {
+    for (int64_t u = 0; u < nk; u++)
+        for (int64_t h = 0; h < nh; h++) z[h * ldz + u] = model_dot_f32(q + h * ldq, k + u * ldk, n) * scale;
 }
 
-/* Cache row u of a layer as f32: in place for an f32 cache, converted into buf for f16. */
-static inline const float *cache_row(const k2_context *ctx, int layer, int64_t u, float *buf) {
+/* lat row h += sum over u (in order) of w[h * ldw + u] * k row u, first n columns. */
+static void latent_c(const float *w, int64_t ldw, int64_t nh, const float *k, int64_t ldk, int64_t nk, int64_t n,
+                     float *lat, int64_t ldl) {
+    for (int64_t u = 0; u < nk; u++)
+        for (int64_t h = 0; h < nh; h++) {
+            float a = w[h * ldw + u], *y = lat + h * ldl;
+            const float *x = k + u * ldk;
+            for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+        }
+}
+
+static void f16_row_c(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = f16_table[src[i]];
+}
+
+void model_attn_scores_avx2(const float *q, int64_t ldq, int64_t nh, const float *k, int64_t ldk, int64_t nk,
+                            int64_t n, float scale, float *z, int64_t ldz);
+void model_attn_latent_avx2(const float *w, int64_t ldw, int64_t nh, const float *k, int64_t ldk, int64_t nk,
+                            int64_t n, float *lat, int64_t ldl);
+void model_f16_row_avx2(const uint16_t *src, float *dst, int64_t n);
+
+typedef struct attn_kernels {
+    void (*scores)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float, float *, int64_t);
+    void (*latent)(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, float *, int64_t);
+    void (*f16_row)(const uint16_t *, float *, int64_t);
+} attn_kernels;
+
+static attn_kernels attn_k = {scores_c, latent_c, f16_row_c};
+
+static void attn_kernels_init(void) {
+#if defined(__x86_64__)
+    /* the quant module's level (AVX2 implies FMA and F16C there), lowered by K2_CPU */
+    if (quant_cpu_level_active() >= QUANT_CPU_AVX2)
+        attn_k = (attn_kernels){model_attn_scores_avx2, model_attn_latent_avx2, model_f16_row_avx2};
+#endif
+}
+
+/* Cache rows [u0, u0 + nk) of a layer as f32 rows cache_row floats apart: in place for an
+ * f32 cache, converted into buf for f16. */
+static inline const float *cache_rows(const k2_context *ctx, int layer, int64_t u0, int64_t nk, float *buf) {
     size_t n = ctx->cache_row;
-    if (ctx->cache_type == K2_CACHE_F32) return (const float *)ctx->cache[layer] + (size_t)u * n;
-    const uint16_t *src = (const uint16_t *)ctx->cache[layer] + (size_t)u * n;
-    for (size_t c = 0; c < n; c++) buf[c] = f16_table[src[c]];
+    if (ctx->cache_type == K2_CACHE_F32) return (const float *)ctx->cache[layer] + (size_t)u0 * n;
+    attn_k.f16_row((const uint16_t *)ctx->cache[layer] + (size_t)u0 * n, buf, nk * (int64_t)n);
     return buf;
 }
 
-/* One token and a chunk of heads: scores against the cached rows u <= pos (each row read
- * once for all heads of the chunk), softmax, latent sum (§4.5 steps 2-4). */
+/* One token and a chunk of heads: scores against the cached rows u <= pos (rows taken in
+ * blocks of MODEL_KV_BLOCK, each block read once for all heads of the chunk), softmax,
+ * latent sum (§4.5 steps 2-4). */
 static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     attn_job *j = arg;
     k2_context *ctx = j->ctx;
@@ -85,33 +141,29 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     float *z = ctx->scratch[tid].scores, *buf = ctx->scratch[tid].kvrow;
     for (int64_t it = b; it < e; it++) {
         int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc), n_kv = j->pos0 + t + 1;
-        float zmax[64];
-        float inv[64];
-        for (int64_t h = h0; h < h1; h++) zmax[h - h0] = -INFINITY;
-        for (int64_t u = 0; u < n_kv; u++) {
-            const float *kr = cache_row(ctx, j->layer, u, buf);
-            for (int64_t h = h0; h < h1; h++) {
-                const float *qr = ctx->qabs + (t * H + h) * rw;   /* [q~_h ; q-bar^R_h] */
-                float s = model_dot_f32(qr, kr, rw) * hp->kq_scale;
-                z[(h - h0) * n_kv + u] = s;
-                if (s > zmax[h - h0]) zmax[h - h0] = s;
-            }
+        int64_t nh = h1 - h0;
+        const float *q = ctx->qabs + (t * H + h0) * rw; /* rows [q~_h ; q-bar^R_h] */
+        float *lat = ctx->lat + (t * H + h0) * d_c;
+        for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
+            int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
+            attn_k.scores(q, rw, nh, cache_rows(ctx, j->layer, u0, nk, buf), rw, nk, rw, hp->kq_scale, z + u0, n_kv);
         }
-        for (int64_t h = h0; h < h1; h++) {
-            float *zh = z + (h - h0) * n_kv;
+        for (int64_t h = 0; h < nh; h++) {
+            float *zh = z + h * n_kv, zmax = -INFINITY;
+            for (int64_t u = 0; u < n_kv; u++)
+                if (zh[u] > zmax) zmax = zh[u];
             double sum = 0.0;
             for (int64_t u = 0; u < n_kv; u++) {
-                zh[u] = expf(zh[u] - zmax[h - h0]);
+                zh[u] = expf(zh[u] - zmax);
                 sum += zh[u];
             }
-            inv[h - h0] = (float)(1.0 / sum);
-            memset(ctx->lat + (t * H + h) * d_c, 0, sizeof(float) * (size_t)d_c);
+            float inv = (float)(1.0 / sum);
+            for (int64_t u = 0; u < n_kv; u++) zh[u] *= inv;
         }
-        for (int64_t u = 0; u < n_kv; u++) {
-            const float *kr = cache_row(ctx, j->layer, u, buf);
-            for (int64_t h = h0; h < h1; h++) {
-                axpy(ctx->lat + (t * H + h) * d_c, z[(h - h0) * n_kv + u] * inv[h - h0], kr, d_c);
-            }
+        memset(lat, 0, sizeof(float) * (size_t)(nh * d_c));
+        for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
+            int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
+            attn_k.latent(z + u0, n_kv, nh, cache_rows(ctx, j->layer, u0, nk, buf), rw, nk, d_c, lat, d_c);
         }
     }
 }
@@ -127,15 +179,16 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
     /* A1 */
     for (int64_t t = 0; t < T; t++) rmsnorm(ctx->h + t * d, ctx->x + t * d, ly->attn_norm, d, hp->rms_eps);
     /* A2: q-LoRA (q_a, norm, q_b) or plain attn_q */
+    /* A2 and A4 read the same normed input: one job, one activation conversion */
+    model_mm first[2] = {
+        {rq > 0 ? ly->q_a : ly->q, ctx->h, d, rq > 0 ? ctx->cq : ctx->q, rq > 0 ? rq : H * d_k, T},
+        {ly->kv_a, ctx->h, d, ctx->kv, rw, T}};
+    model_matmul_multi(ctx, first, 2);
     if (rq > 0) {
-        model_matmul(ctx, &ly->q_a, ctx->h, d, ctx->cq, rq, T);
         for (int64_t t = 0; t < T; t++) rmsnorm(ctx->cq + t * rq, ctx->cq + t * rq, ly->q_a_norm, rq, hp->rms_eps);
         model_matmul(ctx, &ly->q_b, ctx->cq, rq, ctx->q, H * d_k, T);
-    } else {
-        model_matmul(ctx, &ly->q, ctx->h, d, ctx->q, H * d_k, T);
     }
-    /* A4-A7: joint down-projection, latent norm, rope on k^R, cache append */
-    model_matmul(ctx, &ly->kv_a, ctx->h, d, ctx->kv, rw, T);
+    /* A4-A7: joint down-projection (above), latent norm, rope on k^R, cache append */
     for (int64_t t = 0; t < T; t++) {
         float *kv = ctx->kv + t * rw;
         rmsnorm(kv, kv, ly->kv_a_norm, d_c, hp->rms_eps);
@@ -173,9 +226,9 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
 static void swiglu_ffn(k2_context *ctx, const model_weight *gate, const model_weight *up,
                        const model_weight *down, const float *h, float *y, int64_t T) {
     int64_t d = ctx->model->hp.n_embd, f = gate->rows;
-    model_matmul(ctx, gate, h, d, ctx->f1, f, T);
-    model_matmul(ctx, up, h, d, ctx->f2, f, T);
-    swiglu(ctx->f1, ctx->f2, T * f);
+    model_mm gu[2] = {{*gate, h, d, ctx->f1, f, T}, {*up, h, d, ctx->f2, f, T}};
+    model_matmul_multi(ctx, gu, 2);
+    swiglu(ctx, ctx->f1, ctx->f2, T * f);
     model_matmul(ctx, down, ctx->f1, f, y, d, T);
 }
 
@@ -307,13 +360,23 @@ static void moe(k2_context *ctx, int l, int64_t T) {
         }
         ctx->mm[2 * ne] = (model_mm){gate, ctx->ex + start * d, d, ctx->f1 + start * fe, fe, n - start};
         ctx->mm[2 * ne + 1] = (model_mm){up, ctx->ex + start * d, d, ctx->f2 + start * fe, fe, n - start};
-        ctx->mm[2 * E + ne] = (model_mm){model_weight_slice(&ly->down_exps, e), ctx->f1 + start * fe, fe,
+        ctx->mm[2 * E + 2 + ne] = (model_mm){model_weight_slice(&ly->down_exps, e), ctx->f1 + start * fe, fe,
                                          ctx->ey + start * d, d, n - start};
         ne++;
     }
-    model_matmul_multi(ctx, ctx->mm, (int)(2 * ne));
-    swiglu(ctx->f1, ctx->f2, n * fe);
-    model_matmul_multi(ctx, ctx->mm + 2 * E, (int)ne);
+    /* M10: the shared experts (width S * f_e, weight 1) join the same two jobs; their rows
+     * follow the routed ones in f1/f2, their output goes to sh */
+    bool shared = ly->gate_sh.data != NULL;
+    int64_t fs = shared ? ly->gate_sh.rows : 0;
+    float *sf1 = ctx->f1 + n * fe, *sf2 = ctx->f2 + n * fe;
+    if (shared) {
+        ctx->mm[2 * ne] = (model_mm){ly->gate_sh, ctx->h, d, sf1, fs, T};
+        ctx->mm[2 * ne + 1] = (model_mm){ly->up_sh, ctx->h, d, sf2, fs, T};
+        ctx->mm[2 * E + 2 + ne] = (model_mm){ly->down_sh, sf1, fs, ctx->sh, d, T};
+    }
+    model_matmul_multi(ctx, ctx->mm, (int)(2 * ne + 2 * shared));
+    swiglu(ctx, ctx->f1, ctx->f2, n * fe + T * fs);
+    model_matmul_multi(ctx, ctx->mm + 2 * E + 2, (int)(ne + shared));
     for (int64_t j = 0; j < n; j++) {
         int64_t tk = ctx->etok[j];
         float *dst = ctx->eout + tk * d, wk = ctx->selw[tk];
@@ -328,11 +391,9 @@ static void moe(k2_context *ctx, int l, int64_t T) {
             for (int64_t c = 0; c < d; c++) yt[c] += src[c];
         }
     }
-    /* M10, M11: shared experts (width S * f_e), weight 1 */
-    if (ly->gate_sh.data) {
-        swiglu_ffn(ctx, &ly->gate_sh, &ly->up_sh, &ly->down_sh, ctx->h, ctx->ey, T);
-        for (int64_t k = 0; k < T * d; k++) ctx->y[k] += ctx->ey[k];
-    }
+    /* M11: shared experts' output, weight 1, added after the routed sum */
+    if (shared)
+        for (int64_t k = 0; k < T * d; k++) ctx->y[k] += ctx->sh[k];
     for (int64_t k = 0; k < T * d; k++) ctx->x[k] += ctx->y[k];
 }
 
@@ -388,13 +449,16 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     int64_t d = hp->n_embd, H = hp->n_head, rw = hp->kv_lora_rank + hp->rope_dim;
     int64_t ff = K2_MAX((int64_t)hp->n_ff, (int64_t)hp->n_ff_exp * K2_MAX(1, (int64_t)hp->n_expert_shared));
     int64_t K = K2_MAX(1, (int64_t)hp->n_expert_used);
-    ff = K2_MAX(ff, K * (int64_t)hp->n_ff_exp);  /* gathered expert rows: up to K per token */
+    /* gathered expert rows (up to K per token) followed by the shared experts' rows */
+    int64_t fs = 0;
+    for (uint32_t l = 0; l < hp->n_layer; l++) fs = K2_MAX(fs, m->layers[l].gate_sh.data ? m->layers[l].gate_sh.rows : 0);
+    ff = K2_MAX(ff, K * (int64_t)hp->n_ff_exp + fs);
     float **bufs[] = {&ctx->x, &ctx->h, &ctx->cq, &ctx->q, &ctx->kv, &ctx->qabs, &ctx->lat, &ctx->o,
                       &ctx->y, &ctx->f1, &ctx->f2, &ctx->rl, &ctx->rope_cos, &ctx->rope_sin,
-                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eout};
+                      &ctx->selw, &ctx->ex, &ctx->ey, &ctx->eout, &ctx->sh};
     int64_t sizes[] = {d, d, K2_MAX(1, (int64_t)hp->q_lora_rank), H * hp->head_dim_k, rw, H * rw,
                        H * hp->kv_lora_rank, H * hp->head_dim_v, d, ff, ff, K2_MAX(1, (int64_t)hp->n_expert),
-                       hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K};
+                       hp->rope_dim / 2, hp->rope_dim / 2, K, d * K, d * K, d * K, d};
     _Static_assert(sizeof bufs / sizeof bufs[0] == sizeof sizes / sizeof sizes[0], "one size per buffer");
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) {
         free(*bufs[i]);
@@ -419,6 +483,7 @@ k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_lo
                         float *logits, k2_error *err) {
     const k2_model_hparams *hp = &ctx->model->hp;
     pthread_once(&f16_once, f16_table_init);
+    pthread_once(&attn_once, attn_kernels_init);
     for (int64_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
             return k2_err(err, K2_EINVAL, "token id %d at index %lld is outside the vocabulary [0, %u)",

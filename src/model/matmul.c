@@ -39,6 +39,13 @@ static void exact_rows(float *buf, const model_mm *mm, int64_t row0, int64_t row
 static void fast_rows(const model_mm *mm, const quant_type_traits *tr, const uint8_t *act, size_t ab,
                       int64_t row0, int64_t row1) {
     const model_weight *w = &mm->w;
+    if (mm->n_tok > 1 && tr->matmul) {
+        /* several tokens: the multi-token kernel decodes each weight block once for a group
+         * of tokens and tiles rows and tokens for the caches; bit-identical to vec_dot */
+        tr->matmul(w->cols, w->data + (size_t)row0 * w->row_bytes, w->row_bytes, row1 - row0, act, ab, mm->n_tok,
+                   mm->y + row0, (size_t)mm->ldy);
+        return;
+    }
     for (int64_t o = row0; o < row1; o++) {
         const uint8_t *row = w->data + (size_t)o * w->row_bytes;
         for (int64_t t = 0; t < mm->n_tok; t++) tr->vec_dot(w->cols, &mm->y[t * mm->ldy + o], row, act + (size_t)t * ab);
@@ -54,6 +61,31 @@ static const quant_type_traits *fast_traits(const k2_context *ctx, const model_w
     int64_t bs = k2_type_block_size(tr->vec_dot_type);
     if (bs <= 0 || w->cols % bs != 0) return NULL;
     return tr;
+}
+
+/* Activation conversion of several tokens, split across the pool: item i is token
+ * i - qfirst[k] of product qg[k]. */
+typedef struct quant_job {
+    const model_mm *mm;
+    const quant_type_traits **tr;
+    const size_t *act_off, *act_bytes;
+    uint8_t *act;
+    const int *qg;
+    const int64_t *qfirst;
+    int nq;
+} quant_job;
+
+static void quant_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    quant_job *j = arg;
+    int k = 0;
+    for (int64_t i = b; i < e; i++) {
+        while (k + 1 < j->nq && j->qfirst[k + 1] <= i) k++;
+        int g = j->qg[k];
+        int64_t t = i - j->qfirst[k];
+        j->tr[g]->quantize_act(j->mm[g].x + t * j->mm[g].ldx, j->act + j->act_off[g] + (size_t)t * j->act_bytes[g],
+                               j->mm[g].w.cols);
+    }
 }
 
 typedef struct multi_job {
@@ -93,13 +125,21 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
         int cnt = K2_MIN(n - base, MULTI_MAX);
         const model_mm *m = mm + base;
         size_t need = 0;
+        int same[MULTI_MAX]; /* an earlier product whose quantized activations g reuses, or -1 */
         first[0] = 0;
         for (int g = 0; g < cnt; g++) {
             first[g + 1] = first[g] + (m[g].n_tok > 0 ? m[g].w.rows : 0);
             tr[g] = m[g].n_tok > 0 ? fast_traits(ctx, &m[g].w) : NULL;
             act_bytes[g] = tr[g] ? (size_t)k2_type_row_bytes(tr[g]->vec_dot_type, m[g].w.cols) : 0;
-            act_off[g] = need;
-            need += act_bytes[g] * (size_t)m[g].n_tok;
+            same[g] = -1;
+            /* products reading the same input (gate/up, q_a/kv_a) share one conversion */
+            for (int h = g - 1; h >= 0 && tr[g] && same[g] < 0; h--)
+                if (tr[h] && m[h].x == m[g].x && m[h].ldx == m[g].ldx && m[h].n_tok == m[g].n_tok &&
+                    m[h].w.cols == m[g].w.cols && tr[h]->vec_dot_type == tr[g]->vec_dot_type &&
+                    tr[h]->quantize_act == tr[g]->quantize_act)
+                    same[g] = same[h] >= 0 ? same[h] : h;
+            act_off[g] = same[g] >= 0 ? act_off[same[g]] : need;
+            if (same[g] < 0) need += act_bytes[g] * (size_t)m[g].n_tok;
         }
         if (need > ctx->act_cap) {
             uint8_t *na = realloc(ctx->act, need);
@@ -111,14 +151,32 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
                 for (int g = 0; g < cnt; g++) tr[g] = NULL;
             }
         }
+        int qg[MULTI_MAX], nq = 0;
+        int64_t qfirst[MULTI_MAX + 1];
+        qfirst[0] = 0;
         for (int g = 0; g < cnt; g++)
-            if (tr[g])
-                for (int64_t t = 0; t < m[g].n_tok; t++)
-                    tr[g]->quantize_act(m[g].x + t * m[g].ldx, ctx->act + act_off[g] + (size_t)t * act_bytes[g],
-                                        m[g].w.cols);
+            if (tr[g] && same[g] < 0) {
+                qg[nq] = g;
+                qfirst[nq + 1] = qfirst[nq] + m[g].n_tok;
+                nq++;
+            }
+        quant_job qj = {m, tr, act_off, act_bytes, ctx->act, qg, qfirst, nq};
+        if (nq > 0) {
+            /* decode converts one row per input on the caller; prefill rows go to all threads */
+            int64_t nrow = qfirst[nq];
+            if (nrow >= 4 * (int64_t)ctx->n_threads)
+                model_pool_for(ctx->pool, nrow, 4, quant_task, &qj);
+            else
+                quant_task(&qj, 0, nrow, 0);
+        }
         multi_job j = {ctx, m, cnt, first, tr, act_off, act_bytes};
-        int64_t grain = first[cnt] / (4 * (int64_t)ctx->n_threads);
-        if (grain < 4) grain = 4;
+        /* ~64 chunks per thread, taken dynamically: a row's cost depends on its product's
+         * type, width and token count (experts get different numbers of tokens in prefill),
+         * and a few large chunks left one thread idle ~5% of a prefill (measured) */
+        int64_t max_tok = 0;
+        for (int g = 0; g < cnt; g++) max_tok = K2_MAX(max_tok, m[g].n_tok);
+        int64_t min_grain = max_tok > 1 ? 16 : 4;
+        int64_t grain = K2_MAX(min_grain, first[cnt] / (64 * (int64_t)ctx->n_threads));
         model_pool_for(ctx->pool, first[cnt], grain, multi_task, &j);
     }
 }

@@ -101,10 +101,11 @@ void model_pool_for(model_pool *p, int64_t n, int64_t grain, model_pool_fn fn, v
 int model_physical_cores(void);
 
 /* ---- per-thread scratch ---- */
+#define MODEL_KV_BLOCK 64  /* cache rows converted and used together by the attention */
 typedef struct model_scratch {
     float *row;        /* one dequantized weight row (max_cols) */
     float *scores;     /* attention scores (heads per task x n_ctx) */
-    float *kvrow;      /* one cache row as f32 (d_c + d_r) */
+    float *kvrow;      /* MODEL_KV_BLOCK cache rows as f32 (d_c + d_r each) */
     void *act;         /* quantized activations (fast mode) */
 } model_scratch;
 
@@ -150,7 +151,7 @@ struct k2_context {
     int64_t cap_tok;
     float *x, *h, *cq, *q, *kv, *qabs, *lat, *o, *y, *f1, *f2, *rl;
     float *rprob;            /* routing scratch: probabilities and choice scores (2E) */
-    model_mm *mm;            /* grouped products: max(H, 3E) */
+    model_mm *mm;            /* grouped products: max(H, 3E + 3): gate/up at 0, down at 2E + 2 */
     float *rope_cos, *rope_sin;
     uint8_t *act;            /* fast mode: quantized activations of a batch */
     size_t act_cap;          /* its size in bytes */
@@ -158,6 +159,7 @@ struct k2_context {
     float *selw;             /* their weights */
     int32_t *etok;           /* token list per expert */
     float *ex, *ey, *eout;    /* per-expert gathered inputs/outputs, weighted outputs [tok][K] */
+    float *sh;               /* shared experts' output [tok][d] */
 };
 
 /* spec §5 M2-M8 for one token: K expert ids (sel) and weights (w) from E router logits;

@@ -1,5 +1,6 @@
 /* A small pthread pool: model_pool_for() hands out [begin, end) chunks of an index range to
- * the calling thread and n-1 workers through an atomic counter, then waits for all of them.
+ * the calling thread and n-1 workers through an atomic counter, then waits for all of them
+ * (spinning briefly, then sleeping).
  * Splitting output rows never changes the arithmetic of a row, so results do not depend on
  * the thread count. */
 #include "model/model.h"
@@ -12,17 +13,28 @@
 struct model_pool {
     int n;                      /* threads including the caller */
     pthread_t *threads;
+    /* Workers and the caller spin a little before sleeping: a decode step posts ~25 short
+     * jobs, and a condition-variable wake-up per job costs tens of microseconds. */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t generation;        /* bumped for every job */
-    int running;                /* workers still busy with the current job */
-    bool quit;
-    /* the current job */
+    atomic_uint_fast64_t generation; /* bumped (under mu) for every job */
+    atomic_int running;         /* workers still busy with the current job */
+    atomic_bool quit;
+    /* the current job (published by the generation bump) */
     model_pool_fn fn;
     void *arg;
     int64_t n_items, grain;
     atomic_int_fast64_t next;
 };
+
+/* Pause iterations before a thread sleeps (~100 us). */
+#define POOL_SPIN 2000
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 typedef struct worker_arg {
     model_pool *p;
@@ -44,17 +56,25 @@ static void *worker_main(void *argp) {
     int tid = wa->tid;
     free(wa);
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        for (int spin = 0; atomic_load(&p->generation) == seen && !atomic_load(&p->quit); spin++) {
+            if (spin < POOL_SPIN) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->generation) == seen && !atomic_load(&p->quit)) pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit)) break;
+        seen = atomic_load(&p->generation);
         run_chunks(p, tid);
-        pthread_mutex_lock(&p->mu);
-        if (--p->running == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub(&p->running, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -64,6 +84,10 @@ k2_status model_pool_new(int n_threads, model_pool **out, k2_error *err) {
     model_pool *p = calloc(1, sizeof *p);
     if (!p) return k2_err(err, K2_ENOMEM, "out of memory creating the thread pool");
     p->n = n_threads;
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->running, 0);
+    atomic_init(&p->quit, false);
+    atomic_init(&p->next, 0);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -94,7 +118,7 @@ k2_status model_pool_new(int n_threads, model_pool **out, k2_error *err) {
 void model_pool_free(model_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = true;
+    atomic_store(&p->quit, true);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
@@ -114,20 +138,26 @@ void model_pool_for(model_pool *p, int64_t n, int64_t grain, model_pool_fn fn, v
         fn(arg, 0, n, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
     p->n_items = n;
     p->grain = grain;
     atomic_store(&p->next, 0);
-    p->running = p->n - 1;
-    p->generation++;
+    atomic_store(&p->running, p->n - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_chunks(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->running > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int spin = 0; atomic_load(&p->running) > 0; spin++) {
+        if (spin < POOL_SPIN) {
+            cpu_relax();
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->running) > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 /* Physical cores: distinct (package, core) pairs in sysfs; else the online CPU count. */
