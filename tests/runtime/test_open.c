@@ -311,7 +311,8 @@ static void test_errors_as_chunks(k2_runtime *rt, const char *path) {
     CHECK_OK(k2_complete_ref(rt, path, &o, &req, &s, &err), &err);
     if (s) {
         collect(s, &r);
-        CHECK(r.final.type == K2_CHUNK_DONE && r.final.finish == K2_FINISH_LENGTH && r.n_ids == 4);
+        CHECK_MSG(r.final.type == K2_CHUNK_DONE && r.final.finish == K2_FINISH_LENGTH && r.n_ids == 4,
+                  "type %d finish %d ids %d: %s", r.final.type, r.final.finish, r.n_ids, r.msg);
         k2_stream_free(s);
     }
 
