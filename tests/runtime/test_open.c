@@ -312,7 +312,7 @@ static void test_errors_as_chunks(k2_runtime *rt, const char *path) {
     if (s) {
         collect(s, &r);
         CHECK_MSG(r.final.type == K2_CHUNK_DONE && r.final.finish == K2_FINISH_LENGTH && r.n_ids == 4,
-                  "type %d finish %d ids %d: %s", r.final.type, r.final.finish, r.n_ids, r.msg);
+                  "type %d finish %d ids %zu: %s", r.final.type, r.final.finish, (size_t)r.n_ids, r.msg);
         k2_stream_free(s);
     }
 
