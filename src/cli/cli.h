@@ -15,6 +15,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_fail(const char *cmd, const k2_error *err);
 /* Fills a k2_error (the CLI's own failures use the same reporting path). */
 void cli_set_error(k2_error *err, k2_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Shared model/context flags of the model commands (--threads N, --ctx N, --cache f16|f32,
+ * --yarn-beta-fast X, --yarn-beta-slow X, --llama-compat-beta) at argv[*i]: returns 1 when
+ * consumed (advancing *i past a value), 0 when not one of them, -1 after printing a usage
+ * error. */
+int cli_model_option(const char *cmd, int argc, char **argv, int *i, k2_model_options *mo, k2_context_options *co);
 /* True when arg is "-h" or "--help". */
 int cli_is_help(const char *arg);
 

@@ -24,6 +24,7 @@ int cmd_generate(int argc, char **argv) {
     co.cache_type = K2_CACHE_F32;
     k2_model_options mo;
     k2_model_options_init(&mo);
+    int used;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -41,22 +42,8 @@ int cmd_generate(int argc, char **argv) {
             /* greedy decoding and id output are this command's only modes */
         } else if (!strcmp(a, "--exact")) {
             co.exact = true;
-        } else if (!strcmp(a, "--threads") && has) {
-            co.n_threads = atoi(argv[++i]);
-            if (co.n_threads < 1) return cli_usage_error("generate", "--threads must be >= 1");
-        } else if (!strcmp(a, "--ctx") && has) {
-            co.n_ctx = (uint32_t)strtoul(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--cache") && has) {
-            const char *c = argv[++i];
-            if (!strcmp(c, "f16")) co.cache_type = K2_CACHE_F16;
-            else if (!strcmp(c, "f32")) co.cache_type = K2_CACHE_F32;
-            else return cli_usage_error("generate", "--cache must be f16 or f32, not '%s'", c);
-        } else if (!strcmp(a, "--yarn-beta-fast") && has) {
-            mo.yarn_beta_fast = strtof(argv[++i], NULL);
-        } else if (!strcmp(a, "--yarn-beta-slow") && has) {
-            mo.yarn_beta_slow = strtof(argv[++i], NULL);
-        } else if (!strcmp(a, "--llama-compat-beta")) {
-            mo.llama_compat_beta = true;
+        } else if ((used = cli_model_option("generate", argc, argv, &i, &mo, &co)) != 0) {
+            if (used < 0) return 2;
         } else {
             return cli_usage_error("generate", "unknown or incomplete option '%s'", a);
         }

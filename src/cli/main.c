@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define K2_COMMAND(name) int cmd_##name(int argc, char **argv) __attribute__((weak));
@@ -70,6 +71,32 @@ void cli_set_error(k2_error *err, k2_status st, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+}
+
+int cli_model_option(const char *cmd, int argc, char **argv, int *i, k2_model_options *mo, k2_context_options *co) {
+    const char *a = argv[*i];
+    bool has = *i + 1 < argc;
+    if (!strcmp(a, "--llama-compat-beta")) { mo->llama_compat_beta = true; return 1; }
+    if (!has) return 0;
+    const char *v = argv[*i + 1];
+    if (!strcmp(a, "--threads")) {
+        co->n_threads = atoi(v);
+        if (co->n_threads < 1) { cli_usage_error(cmd, "--threads must be >= 1"); return -1; }
+    } else if (!strcmp(a, "--ctx")) {
+        co->n_ctx = (uint32_t)strtoul(v, NULL, 10);
+    } else if (!strcmp(a, "--cache")) {
+        if (!strcmp(v, "f16")) co->cache_type = K2_CACHE_F16;
+        else if (!strcmp(v, "f32")) co->cache_type = K2_CACHE_F32;
+        else { cli_usage_error(cmd, "--cache must be f16 or f32, not '%s'", v); return -1; }
+    } else if (!strcmp(a, "--yarn-beta-fast")) {
+        mo->yarn_beta_fast = strtof(v, NULL);
+    } else if (!strcmp(a, "--yarn-beta-slow")) {
+        mo->yarn_beta_slow = strtof(v, NULL);
+    } else {
+        return 0;
+    }
+    (*i)++;
+    return 1;
 }
 
 int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
