@@ -662,9 +662,16 @@ void k2_model_open_options_init(k2_model_open_options *o) {
     k2_generator_options_init(&o->generator);
 }
 
+/* Opens share an instance only when everything the instance carries agrees: the tokenizer,
+ * the model options and the generator it creates for k2_complete (slots, context size,
+ * cache type, mode, threads) — otherwise a later open could inherit an earlier opener's
+ * small context. */
 static char *key_suffix(const k2_model_open_options *o, const char *tok_key) {
-    return k2_asprintf("|tok=%s|sp=%s|beta=%g,%g,%d", tok_key ? tok_key : "", o->tokenizer_special ? o->tokenizer_special : "",
-                       (double)o->model.yarn_beta_fast, (double)o->model.yarn_beta_slow, o->model.llama_compat_beta);
+    const k2_generator_options *g = &o->generator;
+    return k2_asprintf("|tok=%s|sp=%s|beta=%g,%g,%d|gen=%u,%u,%d,%d,%d,%u", tok_key ? tok_key : "",
+                       o->tokenizer_special ? o->tokenizer_special : "", (double)o->model.yarn_beta_fast,
+                       (double)o->model.yarn_beta_slow, o->model.llama_compat_beta, g->n_slots, g->context.n_ctx,
+                       (int)g->context.cache_type, (int)g->context.exact, g->context.n_threads, g->prefill_chunk);
 }
 
 /* Cancelling one waiter's future: it leaves its entry; an entry nobody waits for any more
