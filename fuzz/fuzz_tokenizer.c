@@ -28,8 +28,10 @@ static void write_file(const char *path, const uint8_t *d, size_t n) {
 
 /* A byte-level vocabulary with some merges and Kimi's turn tokens. */
 static void init(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/k2fuzz.%d", (int)getpid());
-    if (mkdir(g_dir, 0700) != 0 && access(g_dir, W_OK) != 0) abort();
+    /* A private scratch folder under $TMPDIR (the harness's own files, not fuzz input). */
+    const char *base = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/k2fuzz.XXXXXX", base && *base ? base : P_tmpdir);
+    if (!mkdtemp(g_dir)) abort();
     static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     FILE *f = fopen(tmp_path("tiktoken.model"), "wb");
     if (!f) abort();
