@@ -5,6 +5,8 @@
  * usage: quant_bench [-t TYPE,TYPE..] [-s SECONDS] [-r RAM_MIB] [-c CACHE_KIB] [-n COLS]
  *                    [-m] [-q]
  *   -m  also time quant_matmul_at for 1, 2, 4 and 8 tokens (weights from RAM)
+ *   -g  also time the panel GEMM (quant_gemm_at) against quant_matmul_at for 8, 32 and
+ *       128 tokens on 64 rows (weights in cache): ns per (256-element block, token)
  *   -q  also time the Q8_0 / Q8_K activation quantizers
  *   -l LEVEL  skip levels below LEVEL (scalar, avx2, avx512)
  * A level whose kernel falls back to a lower one is printed as "-". */
@@ -118,7 +120,7 @@ static double time_matmul(uint32_t type, quant_cpu_level lvl, const uint8_t *w, 
 int main(int argc, char **argv) {
     double seconds = 0.3;
     int64_t ram_mib = 512, cache_kib = 256, n = 7168;
-    bool do_mm = false, do_q = false;
+    bool do_mm = false, do_q = false, do_gemm = false;
     const char *types = NULL;
     int min_level = 0;
     for (int i = 1; i < argc; i++) {
@@ -129,6 +131,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-m")) do_mm = true;
         else if (!strcmp(argv[i], "-q")) do_q = true;
+        else if (!strcmp(argv[i], "-g")) do_gemm = true;
         else if (!strcmp(argv[i], "-l") && i + 1 < argc) {
             const char *l = argv[++i];
             min_level = !strcmp(l, "avx512") ? 2 : !strcmp(l, "avx2") ? 1 : 0;
@@ -191,8 +194,36 @@ int main(int argc, char **argv) {
                            quant_cpu_level_name((quant_cpu_level)lvl), (long long)nt, gmc, gm, gmc * (double)nt, gm * (double)nt);
                 }
             }
+            if (do_gemm && tr->gemm) {
+                enum { GT = 128, GR = 64 };
+                uint8_t *ga = malloc(arb * GT);
+                float *go = malloc(sizeof(float) * GT * GR);
+                for (int k = 0; k < GT; k++) tr0->quantize_act(x + n * (k % 8), ga + arb * (size_t)k, n);
+                for (int64_t nt = 8; nt <= GT; nt *= 4) {
+                    double best[2] = {1e30, 1e30};
+                    for (int which = 0; which < 2; which++)
+                        for (int rep = 0; rep < 5; rep++) {
+                            int64_t calls = 0;
+                            double t0 = now(), el;
+                            do {
+                                if (which) quant_gemm_at((quant_cpu_level)lvl, t, rows, rb, GR, n, ga, arb, nt, go);
+                                else quant_matmul_at((quant_cpu_level)lvl, t, rows, rb, GR, n, ga, arb, nt, go);
+                                calls++;
+                                el = now() - t0;
+                            } while (el < seconds / 5);
+                            double per = el / ((double)calls * GR * (double)(n / 256) * (double)nt) * 1e9;
+                            if (per < best[which]) best[which] = per;
+                        }
+                    g_sink = go[0];
+                    printf("%-8s %-7s   n_tok=%3lld ns per block-token: matmul %.2f gemm %.2f (x%.2f)\n", name,
+                           quant_cpu_level_name((quant_cpu_level)lvl), (long long)nt, best[0], best[1], best[0] / best[1]);
+                }
+                free(ga);
+                free(go);
+            }
 #else
             (void)do_mm;
+            (void)do_gemm;
 #endif
         }
         free(rows);

@@ -65,7 +65,10 @@ static void init_once(void) {
     g_supported = detect_cpu();
 #if defined(__x86_64__)
     if (g_supported >= QUANT_CPU_AVX2) quant_kernels_avx2(&tab[QUANT_CPU_AVX2]);
-    if (g_supported >= QUANT_CPU_AVX512) quant_kernels_avx512(&tab[QUANT_CPU_AVX512]);
+    if (g_supported >= QUANT_CPU_AVX512) {
+        quant_kernels_avx512(&tab[QUANT_CPU_AVX512]);
+        quant_gemm_avx512(&tab[QUANT_CPU_AVX512]);
+    }
 #endif
 
     for (int lvl = 0; lvl < QUANT_CPU_LEVELS; lvl++) {
@@ -100,6 +103,7 @@ static void init_once(void) {
                 if (tab[l].dot[t]) {
                     tr->vec_dot = tab[l].dot[t];
                     tr->matmul = tab[l].mm[t];
+                    tr->gemm = tab[l].gemm[t];
                     tr->level = (quant_cpu_level)l;
                     break;
                 }
@@ -175,4 +179,54 @@ bool quant_matmul_at(quant_cpu_level level, uint32_t wtype, const void *w, size_
 bool quant_matmul(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols,
                   const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out) {
     return quant_matmul_at(quant_cpu_level_active(), wtype, w, row_bytes, n_rows, n_cols, act_q, act_row_bytes, n_tok, out);
+}
+
+size_t quant_gemm_pack_bytes(int64_t n, int64_t n_tok) {
+    return (size_t)((n_tok + 7) / 8) * (size_t)(n / 256) * QUANT_GEMM_PACK_BLOCK;
+}
+
+void quant_gemm_pack(int64_t n, const void *act, size_t act_row_bytes, int64_t n_tok, int64_t g0, int64_t g1,
+                     void *packed) {
+    const int64_t nb = n / 256;
+    const uint8_t *a = act;
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *P = (uint8_t *)packed + (size_t)g * (size_t)nb * QUANT_GEMM_PACK_BLOCK;
+        for (int64_t b = 0; b < nb; b++, P += QUANT_GEMM_PACK_BLOCK) {
+            for (int u = 0; u < 8; u++) {
+                int64_t t = 8 * g + u;
+                if (t >= n_tok) {
+                    /* padding token: d = 0 and zero codes contribute nothing */
+                    memset(P + 4 * u, 0, 4);
+                    for (int k = 0; k < 64; k++) memset(P + 32 + 32 * k + 4 * u, 0, 4);
+                    for (int k = 0; k < 8; k++) memset(P + 2080 + 32 * k + 4 * u, 0, 4);
+                    continue;
+                }
+                const uint8_t *y = a + (size_t)t * act_row_bytes + (size_t)b * QK_Q8K_BYTES;
+                memcpy(P + 4 * u, y, 4);
+                for (int k = 0; k < 64; k++) memcpy(P + 32 + 32 * k + 4 * u, y + 4 + 4 * k, 4);
+                for (int k = 0; k < 8; k++) memcpy(P + 2080 + 32 * k + 4 * u, y + 260 + 4 * k, 4);
+            }
+        }
+    }
+}
+
+bool quant_gemm_at(quant_cpu_level level, uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows,
+                   int64_t n_cols, const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out) {
+    const quant_type_traits *tr = quant_traits_at(wtype, level);
+    if (!tr || !tr->gemm || !tr->matmul || n_rows < 0 || n_tok < 0) return false;
+    int64_t wb = k2_type_row_bytes(wtype, n_cols), ab = k2_type_row_bytes(tr->vec_dot_type, n_cols);
+    if (wb < 0 || ab < 0 || row_bytes < (size_t)wb || act_row_bytes < (size_t)ab) return false;
+    int64_t full = n_rows - n_rows % QUANT_GEMM_ROWS;
+    const uint8_t *p = w;
+    if (full > 0 && n_tok > 0) {
+        void *packed = malloc(quant_gemm_pack_bytes(n_cols, n_tok));
+        if (!packed) return false;
+        quant_gemm_pack(n_cols, act_q, act_row_bytes, n_tok, 0, (n_tok + 7) / 8, packed);
+        tr->gemm(n_cols, p, row_bytes, full, packed, n_tok, out, (size_t)n_rows);
+        free(packed);
+    }
+    if (full < n_rows)
+        tr->matmul(n_cols, p + (size_t)full * row_bytes, row_bytes, n_rows - full, act_q, act_row_bytes, n_tok,
+                   out + full, (size_t)n_rows);
+    return true;
 }

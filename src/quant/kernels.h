@@ -34,11 +34,13 @@ typedef struct quant_kernel_table {
     quant_vec_dot_fn dot[K2_TYPE_COUNT];
     quant_matmul_fn mm[K2_TYPE_COUNT]; /* used only together with dot[] of the same level */
     quant_quantize_fn quant[K2_TYPE_COUNT]; /* by activation type; bit-identical to the scalar one */
+    quant_gemm_fn gemm[K2_TYPE_COUNT]; /* panel GEMM (see quant_type_traits.gemm) */
 } quant_kernel_table;
 
 /* Filled by dot_avx2.c / dot_avx512.c (compiled with per-file ISA flags). */
 void quant_kernels_avx2(quant_kernel_table *t);
 void quant_kernels_avx512(quant_kernel_table *t);
+void quant_gemm_avx512(quant_kernel_table *t); /* gemm_avx512.c */
 
 /* §3.4.2: the 8 six-bit scales and mins of the 12-byte Q4_K/Q5_K packing, one per byte
  * (byte j = sub-block j), computed four at a time. */

@@ -73,6 +73,24 @@ typedef void (*quant_vec_dot_fn)(int64_t n, float *s, const void *w, const void 
 typedef void (*quant_matmul_fn)(int64_t n, const void *w, size_t row_bytes, int64_t n_rows, const void *a,
                                 size_t act_row_bytes, int64_t n_tok, float *out, size_t out_stride);
 
+/* Panel GEMM: out[t * out_stride + r] = dot(w row r, token t) for r < n_rows (a multiple of
+ * QUANT_GEMM_ROWS), t < n_tok, from activations packed by quant_gemm_pack. Same integer
+ * sums as vec_dot; the f32 combination runs in another order, so results agree with
+ * vec_dot to ~1e-6 relative, not bit for bit. */
+typedef void (*quant_gemm_fn)(int64_t n, const void *w, size_t row_bytes, int64_t n_rows, const void *packed,
+                              int64_t n_tok, float *out, size_t out_stride);
+#define QUANT_GEMM_ROWS 16
+/* Packed Q8_K activations for the GEMM: per group of 8 tokens (the last one padded with
+ * zero tokens) and per 256-element block, QUANT_GEMM_PACK_BLOCK bytes: f32 d of each token,
+ * then qs dword g of token u at 32 + 32g + 4u, then bsums dword i of token u at
+ * 2080 + 32i + 4u. Groups are n/256 blocks long. */
+#define QUANT_GEMM_PACK_BLOCK 2336
+size_t quant_gemm_pack_bytes(int64_t n, int64_t n_tok);
+/* Packs Q8_K rows of tokens [8 * g0, min(8 * g1, n_tok)) (act = token 0, act_row_bytes
+ * apart) into groups g0..g1-1 of `packed` (the whole buffer, quant_gemm_pack_bytes). */
+void quant_gemm_pack(int64_t n, const void *act, size_t act_row_bytes, int64_t n_tok, int64_t g0, int64_t g1,
+                     void *packed);
+
 typedef enum quant_cpu_level {
     QUANT_CPU_SCALAR = 0,  /* portable C, the §4.5 float order */
     QUANT_CPU_AVX2 = 1,    /* AVX2 + FMA + F16C */
@@ -90,6 +108,7 @@ typedef struct quant_type_traits {
     quant_cpu_level level;         /* level of the kernel in vec_dot (may be below the requested one) */
     quant_matmul_fn matmul;        /* multi-row kernel of that same level, or NULL (then quant_matmul
                                       loops over vec_dot); bit-identical to vec_dot per (row, token) */
+    quant_gemm_fn gemm;            /* panel GEMM for batches of tokens, or NULL (see quant_gemm_fn) */
 } quant_type_traits;
 
 /* Traits at the active CPU level: the best level the CPU supports, lowered by the env
@@ -125,6 +144,11 @@ bool quant_matvec(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_row
  * stride is too small. */
 bool quant_matmul(uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols,
                   const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out);
+/* quant_matmul through the panel GEMM where the type has one at that level (rows beyond the
+ * last whole panel use the row kernels); false also when there is no GEMM. For tests and
+ * benchmarks; results agree with vec_dot within float rounding, not bit for bit. */
+bool quant_gemm_at(quant_cpu_level level, uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows,
+                   int64_t n_cols, const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out);
 /* The same at an explicit CPU level (clamped like quant_traits_at); for tests/benchmarks. */
 bool quant_matmul_at(quant_cpu_level level, uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows,
                      int64_t n_cols, const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out);

@@ -120,6 +120,59 @@ static void check_matmul(uint32_t t, int64_t n) {
     free(w); free(aq); free(x); free(mm);
 }
 
+/* quant_gemm_at (panel GEMM, where a type has one) = the f64 dot of the dequantized weight
+ * and activation rows to 1e-5 of sum|w*a|, for row counts with and without a partial
+ * panel, token counts below, at and above the register and scratch tiles, padded strides,
+ * and activation rows of very different magnitudes (per-token scales). */
+static void check_gemm(uint32_t t, int64_t n) {
+    enum { GR = 37, GT = 131 };
+    int lvl = (int)quant_cpu_level_supported();
+    const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
+    if (!tr || !tr->gemm) return;
+    int64_t wbytes = k2_type_row_bytes(t, n), abytes = k2_type_row_bytes(tr->vec_dot_type, n);
+    size_t rs = (size_t)wbytes + 7, as = (size_t)abytes + 5;
+    uint8_t *w = malloc(rs * GR), *aq = malloc(as * GT);
+    float *x = malloc(sizeof(float) * (size_t)n), *out = malloc(sizeof(float) * GR * GT);
+    double *wd = malloc(sizeof(double) * (size_t)n * GR), *ad = malloc(sizeof(double) * (size_t)n * GT);
+    float *tmp = malloc(sizeof(float) * (size_t)n);
+    for (int r = 0; r < GR; r++) {
+        random_row(t, w + r * rs, n);
+        CHECK(quant_dequantize_row(t, w + r * rs, tmp, n));
+        for (int64_t i = 0; i < n; i++) wd[r * n + i] = tmp[i];
+    }
+    for (int k = 0; k < GT; k++) {
+        float sc = (k % 5 == 0) ? 1e-3f : (float)(k % 7 + 1);
+        for (int64_t i = 0; i < n; i++) x[i] = nrand() * sc;
+        tr->quantize_act(x, aq + k * as, n);
+        CHECK(quant_dequantize_row(tr->vec_dot_type, aq + k * as, tmp, n));
+        for (int64_t i = 0; i < n; i++) ad[k * n + i] = tmp[i];
+    }
+    const int rows_cases[] = {16, 37, 32}, tok_cases[] = {1, 3, 8, 13, 131};
+    double worst = 0.0;
+    for (size_t rc = 0; rc < K2_ARRAY_LEN(rows_cases); rc++)
+        for (size_t tc = 0; tc < K2_ARRAY_LEN(tok_cases); tc++) {
+            int nr = rows_cases[rc], nt = tok_cases[tc];
+            for (int i = 0; i < GR * GT; i++) out[i] = NAN;
+            CHECK(quant_gemm_at((quant_cpu_level)lvl, t, w, rs, nr, n, aq, as, nt, out));
+            for (int k = 0; k < nt; k++)
+                for (int r = 0; r < nr; r++) {
+                    double ref = 0.0, sabs = 0.0;
+                    for (int64_t i = 0; i < n; i++) {
+                        double p = wd[r * n + i] * ad[k * n + i];
+                        ref += p;
+                        sabs += fabs(p);
+                    }
+                    double err = fabs((double)out[k * nr + r] - ref) / (sabs + 1e-30);
+                    if (err > worst) worst = err;
+                    CHECK_MSG(err <= 1e-5, "%s n=%lld gemm rows=%d toks=%d [%d][%d]: got %.9g want %.9g (rel %.3g)",
+                              k2_type_name(t), (long long)n, nr, nt, k, r, out[k * nr + r], ref, err);
+                }
+        }
+    fprintf(stderr, "%-8s gemm (%s) worst rel err %.2g\n", k2_type_name(t), quant_cpu_level_name((quant_cpu_level)lvl), worst);
+    CHECK(!quant_gemm_at((quant_cpu_level)lvl, t, w, (size_t)wbytes - 1, 16, n, aq, as, 2, out));
+    free(w); free(aq); free(x); free(out); free(wd); free(ad); free(tmp);
+}
+
 /* The activation quantizers of every level (traits->quantize_act) write the same bytes as
  * the scalar quant_quantize_row_q8_0 / _q8_k, on ordinary rows and on the edge cases:
  * rounding ties, +-amax ties, zero, subnormal, huge, infinite and NaN elements. */
@@ -222,6 +275,7 @@ int main(void) {
             free(w); free(aq); free(x); free(wd); free(ad); free(mv);
         }
         check_matmul(t, 2048);
+        check_gemm(t, 1024);
         if (k2_type_block_size(t) == 32) check_matmul(t, 96); /* odd block count (Q8_0 pairs) */
         fprintf(stderr, "%-8s act %-5s worst rel err:", k2_type_name(t), k2_type_name(tr0->vec_dot_type));
         for (int lvl = 0; lvl <= (int)top; lvl++) {

@@ -1,0 +1,237 @@
+/* AVX-512 VNNI panel GEMM for the k-quants (prefill and batched decode).
+ *
+ * Why a second kernel shape: the row kernels of dot_avx512.c spend most of a block on
+ * per-(row, token) work that is not multiplication (scale permutes, a float convert and
+ * fma per block and token, the mins term), ~18 cycles per block and token on Cascade
+ * Lake. Here the lanes of a vector are 16 weight rows instead of 16 positions of one
+ * row, so everything per block that is not a multiply is shared by 16 rows:
+ *
+ *   tile.w[g] lane r = the 4 codes of elements 4g..4g+3 of row r (unsigned bytes), built
+ *   once per (16-row panel, block) by transposing the packed bytes of the 16 rows
+ *   (dwords; 16x16 transposes) and unpacking them in place;
+ *   one token: acc += dpbusd(w[g], broadcast(activation dword g)) over the 4..8 groups
+ *   of a sub-block (exact int32), then one convert + fma with the sub-block scale vector
+ *   (d * scale, exact in f32) for all 16 rows; the mins / code-offset term is 8
+ *   dpwssd of word pairs against the Q8_K bsums; one fma applies the token's scale.
+ *
+ * The tile is reused for 8 tokens held in registers and for up to 128 tokens of the call,
+ * so the transpose is paid once per block per 128 tokens. The activations come packed
+ * (quant_gemm_pack: 8 tokens interleaved per block), built once per batch and input. Integer sums are exact;
+ * the f32 combination differs from vec_dot's order (§4.7 allows it): results agree with
+ * vec_dot to ~1e-6 relative, not bit for bit, which is why model/matmul.c uses this
+ * kernel only for batches (prefill, several sequences), never for single-token decode. */
+#include "quant/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define PANEL QUANT_GEMM_ROWS /* rows per tile: one per lane */
+#define TOK_CHUNK 128 /* tokens whose accumulators live in the call's scratch at once */
+
+typedef int32_t i32u __attribute__((aligned(1), may_alias));
+typedef float f32u __attribute__((aligned(1), may_alias));
+
+typedef struct gemm_tile {
+    __m512i w[64];  /* codes, see above */
+    __m512 ds[16];  /* per sub-block: d * scale of each row */
+    __m512i mp[8];  /* word pairs multiplying bsums dword i (pair 2i, 2i+1) */
+    __m512 dm;      /* factor of the bsums term (subtracted) */
+} gemm_tile;
+
+/* r[i] lane j  ->  r[j] lane i (16 x 16 dwords). */
+ALWAYS_INLINE void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4q + m], 128-bit lane k: rows 4q..4q+3 of dword 4k + m */
+    for (int q = 0; q < 4; q++) {
+        u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+        u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512i a0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x88), a1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xdd);
+        __m512i b0 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x88), b1 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xdd);
+        r[m + 0] = _mm512_shuffle_i32x4(a0, b0, 0x88);
+        r[m + 8] = _mm512_shuffle_i32x4(a0, b0, 0xdd);
+        r[m + 4] = _mm512_shuffle_i32x4(a1, b1, 0x88);
+        r[m + 12] = _mm512_shuffle_i32x4(a1, b1, 0xdd);
+    }
+}
+
+/* Dwords [16k, 16k + 16) of the block at `x` (stride rb between rows) for 16 rows,
+ * transposed: out[i] lane r = dword 16k + i of row r's block. Only the block's first
+ * `bytes` bytes are read (masked loads), so nothing past the last block is touched. */
+ALWAYS_INLINE void load_t(const uint8_t *x, size_t rb, int k, int bytes, __m512i out[16]) {
+    int have = bytes - 64 * k;
+    __mmask64 m = have >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << have) - 1);
+    for (int r = 0; r < 16; r++) out[r] = _mm512_maskz_loadu_epi8(m, x + (size_t)r * rb + 64 * k);
+    transpose16(out);
+}
+
+static inline __m512 fp16_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+static inline __m512 fp16_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
+static inline __m512i byte_k(__m512i v, int k) { return _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xff)); }
+
+/* ---- tile builders, one per type ---- */
+
+/* Q4_K / Q5_K (§3.4): d, dmin at 0, 12 scale bytes at 4, [Q5_K: qh[32] at 16], qs[128]. */
+ALWAYS_INLINE void tile_q45_k(gemm_tile *T, const uint8_t *x, size_t rb, bool q5) {
+    const int bytes = q5 ? 176 : 144;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10), m3f = _mm512_set1_epi32(0x3f3f3f3f);
+    __m512i D[48];
+    load_t(x, rb, 0, bytes, D);
+    load_t(x, rb, 1, bytes, D + 16);
+    load_t(x, rb, 2, bytes, D + 32);
+    /* scales and mins, as quant_k4_scales does per row */
+    __m512i u0 = D[1], u1 = D[2], u2 = D[3];
+    __m512i s_lo = _mm512_and_si512(u0, m3f), m_lo = _mm512_and_si512(u1, m3f);
+    __m512i s_hi = _mm512_or_si512(_mm512_and_si512(u2, _mm512_set1_epi32(0x0f0f0f0f)),
+                                   _mm512_and_si512(_mm512_srli_epi32(u0, 2), _mm512_set1_epi32(0x30303030)));
+    __m512i m_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), _mm512_set1_epi32(0x0f0f0f0f)),
+                                   _mm512_and_si512(_mm512_srli_epi32(u1, 2), _mm512_set1_epi32(0x30303030)));
+    __m512 d = fp16_lo(D[0]);
+    T->dm = fp16_hi(D[0]);
+    for (int j = 0; j < 8; j++) {
+        __m512i s = byte_k(j < 4 ? s_lo : s_hi, j & 3), m = byte_k(j < 4 ? m_lo : m_hi, j & 3);
+        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
+        T->mp[j] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+    }
+    const __m512i *qs = D + (q5 ? 12 : 4), *qh = D + 4;
+    for (int p = 0; p < 32; p++) {
+        int c = p / 8, q = p % 8;
+        __m512i P = qs[p];
+        __m512i lo = _mm512_and_si512(P, m4), hi = _mm512_and_si512(_mm512_srli_epi32(P, 4), m4);
+        if (q5) {
+            /* element 64c + 4q + i: qh byte (4q + i) bit 2c; +32: bit 2c + 1; move to bit 4 */
+            __m512i h = qh[q];
+            __m512i hl = 2 * c <= 4 ? _mm512_slli_epi32(h, 4 - 2 * c) : _mm512_srli_epi32(h, 2 * c - 4);
+            __m512i hh = 2 * c + 1 <= 4 ? _mm512_slli_epi32(h, 3 - 2 * c) : _mm512_srli_epi32(h, 2 * c - 3);
+            lo = _mm512_ternarylogic_epi32(lo, hl, m10, 0xf8); /* lo | (hl & 0x10) */
+            hi = _mm512_ternarylogic_epi32(hi, hh, m10, 0xf8);
+        }
+        T->w[16 * c + q] = lo;
+        T->w[16 * c + 8 + q] = hi;
+    }
+}
+
+/* Q6_K (§3.4): ql[128] at 0, qh[64] at 128, int8 scales[16] at 192, d at 208; codes are
+ * q + 32, so the bsums term is 32 * d * sum_j scale_j * bsum_j. */
+ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    __m512i D[64];
+    for (int k = 0; k < 4; k++) load_t(x, rb, k, 210, D + 16 * k);
+    const __m512i *ql = D, *qh = D + 32, *sc = D + 48;
+    __m512 d = fp16_lo(D[52]);
+    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(32.0f));
+    /* bytes -> sign-extended words: pair (b0, b1) and (b2, b3) of each dword */
+    /* vpshufb indexes within 128-bit lanes: dword k of a lane takes bytes 4k.. */
+    const __m512i sel01 = _mm512_broadcast_i32x4(_mm_setr_epi32(0x01800080, 0x05800480, 0x09800880, 0x0d800c80));
+    const __m512i sel23 = _mm512_broadcast_i32x4(_mm_setr_epi32(0x03800280, 0x07800680, 0x0b800a80, 0x0f800e80));
+    for (int k = 0; k < 4; k++) {
+        __m512i v = sc[k];
+        for (int i = 0; i < 4; i++) {
+            __m512i s = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24);
+            T->ds[4 * k + i] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
+        }
+        T->mp[2 * k] = _mm512_srai_epi16(_mm512_shuffle_epi8(v, sel01), 8);
+        T->mp[2 * k + 1] = _mm512_srai_epi16(_mm512_shuffle_epi8(v, sel23), 8);
+    }
+    for (int p = 0; p < 32; p++) {
+        int h = p / 16, q = p % 16;
+        __m512i P = ql[p], H = qh[8 * h + (q & 7)];
+        /* low nibbles: qh bits 0-1 (q < 8) or 2-3; high nibbles: bits 4-5 or 6-7 */
+        __m512i hl = q < 8 ? _mm512_slli_epi32(H, 4) : _mm512_slli_epi32(H, 2);
+        __m512i hh = q < 8 ? H : _mm512_srli_epi32(H, 2);
+        __m512i lo = _mm512_and_si512(P, m4), hi = _mm512_and_si512(_mm512_srli_epi32(P, 4), m4);
+        T->w[32 * h + q] = _mm512_ternarylogic_epi32(lo, hl, m30, 0xf8);
+        T->w[32 * h + 16 + q] = _mm512_ternarylogic_epi32(hi, hh, m30, 0xf8);
+    }
+}
+
+/* acc + dpbusd(w, the dword at p in every lane), with the broadcast folded into the
+ * instruction's memory operand: one fused load+multiply uop instead of a separate
+ * broadcast, since these loops are limited by how many uops issue per cycle. */
+static inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const i32u *)p));
+    return acc;
+}
+
+/* ---- the token loop: one packed group of 8 tokens against one tile ---- */
+/* Packed activations (quant_gemm_pack): per group of 8 tokens and block, f32 d[8], then
+ * dword g of token u at 32 + 32g + 4u, then bsums dword i of token u at 2080 + 32i + 4u.
+ * One pointer with constant displacements addresses every broadcast: base+index
+ * addressing would split each fused load+dpbusd into two uops at issue. */
+ALWAYS_INLINE void tile_tokens(const gemm_tile *T, int nsub, const uint8_t *P, __m512 *acc) {
+    const int gps = 64 / nsub;
+    __m512 bs[8];
+    for (int u = 0; u < 8; u++) bs[u] = _mm512_setzero_ps();
+    const uint8_t *q = P + 32;
+    for (int j = 0; j < nsub; j++) {
+        __m512i s[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) s[u] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int g = 0; g < gps; g++, q += 32) {
+            __m512i w = T->w[j * gps + g];
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) s[u] = dpbusd_bcast(s[u], w, q + 4 * u);
+        }
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) bs[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[u]), T->ds[j], bs[u]);
+    }
+#pragma GCC unroll 8
+    for (int u = 0; u < 8; u++) {
+        __m512i m = _mm512_setzero_si512();
+        for (int i = 0; i < 8; i++) m = _mm512_dpwssd_epi32(m, T->mp[i], _mm512_set1_epi32(*(const i32u *)(P + 2080 + 32 * i + 4 * u)));
+        bs[u] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), T->dm, bs[u]);
+        acc[u] = _mm512_fmadd_ps(bs[u], _mm512_set1_ps(*(const f32u *)(P + 4 * u)), acc[u]);
+    }
+}
+
+/* One panel of 16 rows against nt packed tokens; out[t * os + r]. */
+ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *packed, int64_t nt, float *out,
+                         size_t os, int type) {
+    gemm_tile T;
+    __m512 acc[TOK_CHUNK];
+    const int bb = type == K2_TYPE_Q6_K ? 210 : type == K2_TYPE_Q5_K ? 176 : 144;
+    const int nsub = type == K2_TYPE_Q6_K ? 16 : 8;
+    const int64_t nb = n / 256;
+    const size_t group_bytes = (size_t)nb * QUANT_GEMM_PACK_BLOCK;
+    for (int64_t t0 = 0; t0 < nt; t0 += TOK_CHUNK) {
+        int64_t tc = nt - t0 < TOK_CHUNK ? nt - t0 : TOK_CHUNK;
+        int64_t ng = (tc + 7) / 8;
+        for (int64_t u = 0; u < 8 * ng; u++) acc[u] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *x = w + (size_t)b * bb;
+            if (type == K2_TYPE_Q6_K) tile_q6_k(&T, x, rb);
+            else tile_q45_k(&T, x, rb, type == K2_TYPE_Q5_K);
+            const uint8_t *P = packed + (size_t)(t0 / 8) * group_bytes + (size_t)b * QUANT_GEMM_PACK_BLOCK;
+            for (int64_t k = 0; k < ng; k++, P += group_bytes) tile_tokens(&T, nsub, P, acc + 8 * k);
+        }
+        for (int64_t u = 0; u < tc; u++) _mm512_storeu_ps(out + (size_t)(t0 + u) * os, acc[u]);
+    }
+}
+
+/* nr is a multiple of QUANT_GEMM_ROWS (callers run the rest with the row kernels). */
+#define DEFINE_GEMM(name, TYPE)                                                                                      \
+    static void gemm_##name(int64_t n, const void *w, size_t rb, int64_t nr, const void *packed, int64_t nt,        \
+                            float *out, size_t os) {                                                                \
+        for (int64_t r = 0; r + PANEL <= nr; r += PANEL)                                                             \
+            panel(n, (const uint8_t *)w + (size_t)r * rb, rb, packed, nt, out + r, os, TYPE);                       \
+    }
+
+DEFINE_GEMM(q4_k, K2_TYPE_Q4_K)
+DEFINE_GEMM(q5_k, K2_TYPE_Q5_K)
+DEFINE_GEMM(q6_k, K2_TYPE_Q6_K)
+
+void quant_gemm_avx512(quant_kernel_table *t) {
+    t->gemm[K2_TYPE_Q4_K] = gemm_q4_k;
+    t->gemm[K2_TYPE_Q5_K] = gemm_q5_k;
+    t->gemm[K2_TYPE_Q6_K] = gemm_q6_k;
+}
+#endif
