@@ -53,6 +53,7 @@ ALWAYS_INLINE void q8_0_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < n / 32; b++, x += 34, a += 34) {
+        qk_prefetch(x, 34);
         __m256i qx = loadu(x + 2);
         __m256i ax = _mm256_sign_epi8(qx, qx);
         float dx = fp16(x);
@@ -73,6 +74,7 @@ static void dot_q4_0(int64_t n, float *s, const void *w, const void *a) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f), off = _mm256_set1_epi8(8);
     for (int64_t b = 0; b < n / 32; b++, x += 18, y += 34) {
+        qk_prefetch(x, 18);
         __m128i raw = _mm_loadu_si128((const __m128i *)(x + 2));
         __m256i q = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
         q = _mm256_sub_epi8(_mm256_and_si256(q, m4), off);
@@ -92,6 +94,7 @@ static void dot_iq4_nl(int64_t n, float *s, const void *w, const void *a) {
     const __m128i kv128 = _mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl);
     const __m256i kv = _mm256_set_m128i(kv128, kv128);
     for (int64_t b = 0; b < n / 32; b++, x += 18, y += 34) {
+        qk_prefetch(x, 18);
         __m128i raw = _mm_loadu_si128((const __m128i *)(x + 2));
         __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
         q = _mm256_shuffle_epi8(kv, q);
@@ -113,6 +116,7 @@ static void dot_q2_k(int64_t n, float *s, const void *w, const void *a) {
     float summ = 0.0f;
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int64_t b = 0; b < n / 256; b++, x += 84, y += QK_Q8K_BYTES) {
+        qk_prefetch(x, 84);
         const uint8_t *sc = x, *qs = x + 16;
         const int8_t *q8 = (const int8_t *)(y + 4);
         int summs = 0;
@@ -139,6 +143,7 @@ static void dot_q3_k(int64_t n, float *s, const void *w, const void *a) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < n / 256; b++, x += 110, y += QK_Q8K_BYTES) {
+        qk_prefetch(x, 110);
         const uint8_t *qs = x + 32;
         const int8_t *q8 = (const int8_t *)(y + 4);
         int8_t sc[16];
@@ -175,6 +180,7 @@ ALWAYS_INLINE void q45k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const int bytes = q5 ? 176 : 144;
     for (int64_t b = 0; b < n / 256; b++, x += bytes, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, bytes);
         uint64_t S, M;
         quant_k4_scales(x + 4, &S, &M);
         __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)M), dup));
@@ -224,6 +230,7 @@ ALWAYS_INLINE void q6_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
     for (int64_t b = 0; b < n / 256; b++, x += 210, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 210);
         const int8_t *sc = (const int8_t *)(x + 192);
         /* codes are used unsigned (q + 32): subtract 32 * sc * bsum, from the bsums */
         __m256i corr16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)), 5);
@@ -264,6 +271,7 @@ ALWAYS_INLINE void iq4_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, si
     const __m128i kv128 = _mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl);
     const __m256i kv = _mm256_set_m128i(kv128, kv128);
     for (int64_t b = 0; b < n / 256; b++, x += 136, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 136);
         uint16_t sh = qk_rd16(x + 2);
         const uint8_t *sl = x + 4, *qs = x + 8;
         __m256i Q[8], S[8];
@@ -298,6 +306,7 @@ static void dot_iq2_xxs(int64_t n, float *s, const void *w, const void *a) {
     const uint8_t *x = w, *y = a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++, x += 66, y += QK_Q8K_BYTES) {
+        qk_prefetch(x, 66);
         const int8_t *q8 = (const int8_t *)(y + 4);
         __m256i isum = _mm256_setzero_si256();
         for (int ib = 0; ib < 8; ib++) {
@@ -318,6 +327,7 @@ ALWAYS_INLINE void iq3_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, s
     __m256 acc[NT_MAX];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++, x += 98, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 98);
         const uint8_t *qs = x + 2;
         __m256i G[8], M[8], SC[8];
         for (int ib = 0; ib < 8; ib++) {
@@ -350,6 +360,7 @@ ALWAYS_INLINE void iq3_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, siz
     __m256 acc[NT_MAX];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 110);
         const uint8_t *qs = x + 2, *qh = x + 66, *sg = x + 74, *scales = x + 106;
         __m256i G[8], M[8], SC[8];
         for (int ib = 0; ib < 8; ib++) {
@@ -385,6 +396,7 @@ static void dot_iq1_s(int64_t n, float *s, const void *w, const void *a) {
     float dacc = 0.0f;
     const __m256i one8 = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < n / 256; b++, x += 50, y += QK_Q8K_BYTES) {
+        qk_prefetch(x, 50);
         const int8_t *q8 = (const int8_t *)(y + 4);
         const uint8_t *qs = x + 2;
         __m256i isum = _mm256_setzero_si256();
@@ -434,6 +446,7 @@ static void dot_q5_0(int64_t n, float *s, const void *w, const void *a) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1), m10 = _mm256_set1_epi8(0x10);
     for (int64_t b = 0; b < n / 32; b++, x += 22, y += 34) {
+        qk_prefetch(x, 22);
         /* q = nibble | bit << 4, minus 16 = nibble - 16 where the bit is clear */
         __m256i q = _mm256_sub_epi8(nibbles32(x + 6), _mm256_andnot_si256(bits_to_bytes(qk_rd32(x + 2)), m10));
         __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(loadu(y + 2), q));
@@ -448,6 +461,7 @@ static void dot_q4_1(int64_t n, float *s, const void *w, const void *a) {
     float summ = 0.0f;
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < n / 32; b++, x += 20, y += 36) {
+        qk_prefetch(x, 20);
         __m256i p = _mm256_maddubs_epi16(nibbles32(x + 4), loadu(y + 4));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * fp16(y)), _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), acc);
         summ += fp16(x + 2) * fp16(y + 2);
@@ -461,6 +475,7 @@ static void dot_q5_1(int64_t n, float *s, const void *w, const void *a) {
     float summ = 0.0f;
     const __m256i ones = _mm256_set1_epi16(1), m10 = _mm256_set1_epi8(0x10);
     for (int64_t b = 0; b < n / 32; b++, x += 24, y += 36) {
+        qk_prefetch(x, 24);
         __m256i q = _mm256_or_si256(nibbles32(x + 8), _mm256_and_si256(bits_to_bytes(qk_rd32(x + 4)), m10));
         __m256i p = _mm256_maddubs_epi16(q, loadu(y + 4));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x) * fp16(y)), _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), acc);
@@ -504,6 +519,7 @@ static void dot_iq2_xs(int64_t n, float *s, const void *w, const void *a) {
     const uint8_t *x = w, *y = a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++, x += 74, y += QK_Q8K_BYTES) {
+        qk_prefetch(x, 74);
         const int8_t *q8 = (const int8_t *)(y + 4);
         const uint8_t *scales = x + 66;
         __m256i isum = _mm256_setzero_si256();
@@ -526,6 +542,7 @@ static void dot_iq2_s(int64_t n, float *s, const void *w, const void *a) {
     const uint8_t *x = w, *y = a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++, x += 82, y += QK_Q8K_BYTES) {
+        qk_prefetch(x, 82);
         const int8_t *q8 = (const int8_t *)(y + 4);
         const uint8_t *qs = x + 2, *sg = x + 34, *qh = x + 66, *scales = x + 74;
         __m256i isum = _mm256_setzero_si256();
@@ -553,6 +570,7 @@ static void dot_iq1_m(int64_t n, float *s, const void *w, const void *a) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i one8 = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < n / 256; b++, x += 56, y += QK_Q8K_BYTES) {
+        qk_prefetch(x, 56);
         const int8_t *q8 = (const int8_t *)(y + 4);
         const uint8_t *qs = x, *qh = x + 32;
         uint16_t sw[4];

@@ -73,6 +73,7 @@ ALWAYS_INLINE void q45k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
                          0x0006000600060006LL, 0x0006000600060006LL, 0x0006000600060006LL, 0x0006000600060006LL)};
     const int bytes = q5 ? 176 : 144;
     for (int64_t b = 0; b < n / 256; b++, x += bytes, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, bytes);
         uint64_t S, M;
         quant_k4_scales(x + 4, &S, &M);
         __m512i s16 = zext256(_mm256_cvtepu8_epi16(_mm_cvtsi64_si128((long long)S)));
@@ -128,6 +129,7 @@ ALWAYS_INLINE void q6_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     for (int64_t b = 0; b < n / 256; b++, x += 210, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 210);
         __m256i s16 = _mm256_cvtepi8_epi16(load128(x + 192));
         __m256i corr16 = _mm256_slli_epi16(s16, 5); /* codes are q + 32 */
         __m512i W[4], SC[4];
@@ -176,6 +178,7 @@ ALWAYS_INLINE void q2_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     for (int t = 0; t < nt; t++) { acc[t] = _mm512_setzero_ps(); accm[t] = _mm256_setzero_ps(); }
     const __m128i m4 = _mm_set1_epi8(0x0f);
     for (int64_t b = 0; b < n / 256; b++, x += 84, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 84);
         __m128i sc = load128(x);
         __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
         __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
@@ -214,6 +217,7 @@ ALWAYS_INLINE void q3_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     const __m512i m4b = _mm512_set1_epi8(4);
     for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 110);
         __m256i s16 = _mm256_cvtepi8_epi16(q3k_scales(x + 96));
         __m256i corr16 = _mm256_slli_epi16(s16, 2); /* codes are q + 4 */
         __m512i W[4], SC[4];
@@ -246,6 +250,7 @@ ALWAYS_INLINE void q8_0_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     __m256 acc[NT_MAX];
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++, x += 34, a += 34) {
+        qk_prefetch(x, 34);
         __m256i q = load256(x + 2);
         __m256i aq = _mm256_abs_epi8(q);
         float dx = fp16(x);
@@ -273,6 +278,7 @@ ALWAYS_INLINE void iq4_xs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, si
                              _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
                              _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
     for (int64_t b = 0; b < n / 256; b++, x += 136, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 136);
         /* ls[ib] = low nibble from scales_l, 2 high bits from scales_h (§3.5 IQ4_XS), minus 32 */
         __m256i lo4 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)qk_rd32(x + 4)), sh_lo), _mm256_set1_epi32(0x0f));
         __m256i hi2 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)qk_rd16(x + 2) << 4), sh_hi), _mm256_set1_epi32(0x30));
@@ -339,6 +345,7 @@ ALWAYS_INLINE void iq3_s_rowx(int64_t n, const uint8_t *x, const uint8_t *a, siz
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     const __m512i b8 = _mm512_set1_epi32(256);
     for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 110);
         __m512i G[4], SC[4];
         __mmask64 NEG[4];
         for (int m = 0; m < 4; m++) {
@@ -374,6 +381,7 @@ ALWAYS_INLINE void iq1_m_rowx(int64_t n, const uint8_t *x, const uint8_t *a, siz
     const __m128i dup = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3);
     const __m256i sh3 = _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
     for (int64_t b = 0; b < n / 256; b++, x += 56, a += QK_Q8K_BYTES) {
+        qk_prefetch(x, 56);
         uint16_t sw[4];
         for (int i = 0; i < 4; i++) sw[i] = qk_rd16(x + 48 + 2 * i);
         uint16_t dbits = (uint16_t)((sw[0] >> 12) | ((sw[1] >> 8) & 0x00f0) | ((sw[2] >> 4) & 0x0f00) | (sw[3] & 0xf000));
