@@ -46,15 +46,14 @@ static void fast_rows(const model_mm *mm, const quant_type_traits *tr, const uin
     const model_weight *w = &mm->w;
     if (packed) {
         /* a batch: the panel GEMM shares each weight block's unpacking and scale work
-         * across 16 rows and up to 128 tokens (~3x the row kernels at 128 tokens);
-         * rows past the last whole panel go to the row kernel */
+         * across 16 rows and up to 128 tokens; rows past the last whole panel go on to
+         * the row kernels below */
         int64_t full = (row1 - row0) - (row1 - row0) % QUANT_GEMM_ROWS;
-        const uint8_t *wr = w->data + (size_t)row0 * w->row_bytes;
-        if (full > 0) tr->gemm(w->cols, wr, w->row_bytes, full, packed, mm->n_tok, mm->y + row0, (size_t)mm->ldy);
-        if (full < row1 - row0)
-            tr->matmul(w->cols, wr + (size_t)full * w->row_bytes, w->row_bytes, row1 - row0 - full, act, ab, mm->n_tok,
-                       mm->y + row0 + full, (size_t)mm->ldy);
-        return;
+        if (full > 0)
+            tr->gemm(w->cols, w->data + (size_t)row0 * w->row_bytes, w->row_bytes, full, packed, mm->n_tok,
+                     mm->y + row0, (size_t)mm->ldy);
+        row0 += full;
+        if (row0 >= row1) return;
     }
     if (mm->n_tok > 1 && tr->matmul) {
         /* several tokens: the multi-token kernel decodes each weight block once for a group
@@ -82,7 +81,7 @@ static const quant_type_traits *fast_traits(const k2_context *ctx, const model_w
 
 /* Whether product mm runs on the panel GEMM (packed activations). */
 static bool use_gemm(const model_mm *mm, const quant_type_traits *tr) {
-    return tr && tr->gemm && tr->matmul && tr->vec_dot_type == K2_TYPE_Q8_K && mm->n_tok >= MODEL_GEMM_MIN_TOK &&
+    return tr && tr->gemm && tr->vec_dot_type == K2_TYPE_Q8_K && mm->n_tok >= MODEL_GEMM_MIN_TOK &&
            mm->w.rows >= QUANT_GEMM_ROWS && mm->w.cols % 256 == 0;
 }
 

@@ -98,12 +98,14 @@ static void init_once(void) {
             for (int l = lvl; l > 0; l--) {
                 if (tab[l].quant[tr->vec_dot_type]) { tr->quantize_act = tab[l].quant[tr->vec_dot_type]; break; }
             }
+            /* the panel GEMM of this level or below (independent of the row kernel's level:
+             * some types have an AVX-512 GEMM but keep their AVX2 row kernel) */
+            for (int l = lvl; l >= 0 && !tr->gemm; l--) tr->gemm = tab[l].gemm[t];
             /* the best kernel at or below this level */
             for (int l = lvl; l >= 0; l--) {
                 if (tab[l].dot[t]) {
                     tr->vec_dot = tab[l].dot[t];
                     tr->matmul = tab[l].mm[t];
-                    tr->gemm = tab[l].gemm[t];
                     tr->level = (quant_cpu_level)l;
                     break;
                 }
@@ -213,7 +215,7 @@ void quant_gemm_pack(int64_t n, const void *act, size_t act_row_bytes, int64_t n
 bool quant_gemm_at(quant_cpu_level level, uint32_t wtype, const void *w, size_t row_bytes, int64_t n_rows,
                    int64_t n_cols, const void *act_q, size_t act_row_bytes, int64_t n_tok, float *out) {
     const quant_type_traits *tr = quant_traits_at(wtype, level);
-    if (!tr || !tr->gemm || !tr->matmul || n_rows < 0 || n_tok < 0) return false;
+    if (!tr || !tr->gemm || n_rows < 0 || n_tok < 0) return false;
     int64_t wb = k2_type_row_bytes(wtype, n_cols), ab = k2_type_row_bytes(tr->vec_dot_type, n_cols);
     if (wb < 0 || ab < 0 || row_bytes < (size_t)wb || act_row_bytes < (size_t)ab) return false;
     int64_t full = n_rows - n_rows % QUANT_GEMM_ROWS;
@@ -225,8 +227,9 @@ bool quant_gemm_at(quant_cpu_level level, uint32_t wtype, const void *w, size_t 
         tr->gemm(n_cols, p, row_bytes, full, packed, n_tok, out, (size_t)n_rows);
         free(packed);
     }
-    if (full < n_rows)
-        tr->matmul(n_cols, p + (size_t)full * row_bytes, row_bytes, n_rows - full, act_q, act_row_bytes, n_tok,
-                   out + full, (size_t)n_rows);
+    const uint8_t *a = act_q;
+    for (int64_t r = full; r < n_rows; r++)
+        for (int64_t t = 0; t < n_tok; t++)
+            tr->vec_dot(n_cols, &out[t * n_rows + r], p + (size_t)r * row_bytes, a + (size_t)t * act_row_bytes);
     return true;
 }

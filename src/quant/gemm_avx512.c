@@ -21,6 +21,7 @@
  * vec_dot to ~1e-6 relative, not bit for bit, which is why model/matmul.c uses this
  * kernel only for batches (prefill, several sequences), never for single-token decode. */
 #include "quant/kernels.h"
+#include "quant/iq_tables.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -153,6 +154,112 @@ ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     }
 }
 
+/* The I-quants have signed values v; the tile holds v + OFF (unsigned) and the sum is
+ * corrected with OFF * bsum32 of the sub-block, folded into the mins term: with the
+ * sub-block scale d * k * (integer m_j), the correction is dm * m_j * bsum32 with
+ * dm = d * k * OFF. */
+
+/* Per-sub-block scale integers m_j (lanes = rows) and the row scales d: sets ds, mp, dm. */
+ALWAYS_INLINE void iq_scales(gemm_tile *T, const int32_t m[8][16], const uint16_t dh[16], float k, float off) {
+    __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dh)), _mm512_set1_ps(k));
+    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(off));
+    for (int j = 0; j < 8; j++) {
+        __m512i mj = _mm512_loadu_si512(m[j]);
+        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(mj));
+        /* the same integer in both words (dpwssd pairs bsums 2j and 2j + 1) */
+        T->mp[j] = _mm512_or_si512(_mm512_and_si512(mj, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(mj, 16));
+    }
+}
+
+/* 8 sign bytes of two IQ2/IQ3 sub-blocks (4 x 7-bit fields each, the 8th bit is the
+ * parity, §3.5) as a 64-bit mask: bit 8l + k = sign of element k of group l. */
+static inline uint64_t iq_signs64(uint32_t sw0, uint32_t sw1) {
+    uint64_t m = 0;
+    for (int l = 0; l < 4; l++) {
+        m |= (uint64_t)quant_ksigns_iq2xs[(sw0 >> (7 * l)) & 127] << (8 * l);
+        m |= (uint64_t)quant_ksigns_iq2xs[(sw1 >> (7 * l)) & 127] << (8 * l + 32);
+    }
+    return m;
+}
+
+/* IQ2_XXS (§3.5): d, then per 32-element sub-block 4 grid indices and a word of signs
+ * and scale s; value = d * (2s + 1) / 8 * grid * sign. */
+ALWAYS_INLINE void tile_iq2_xxs(gemm_tile *T, const uint8_t *x, size_t rb) {
+    int32_t m[8][16];
+    uint16_t dh[16];
+    const __m512i off = _mm512_set1_epi8(64);
+    for (int c = 0; c < 4; c++) {
+        __m512i R[16];
+        for (int r = 0; r < 16; r++) {
+            const uint8_t *q = x + (size_t)r * rb + 2 + 16 * c;
+            uint32_t sw0 = qk_rd32(q + 4), sw1 = qk_rd32(q + 12);
+            uint64_t idx = (uint64_t)qk_rd32(q) | ((uint64_t)qk_rd32(q + 8) << 32);
+            __m512i g = _mm512_i32gather_epi64(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)idx)),
+                                               (const void *)quant_iq2xxs_grid, 8);
+            R[r] = _mm512_mask_sub_epi8(_mm512_add_epi8(g, off), (__mmask64)iq_signs64(sw0, sw1), off, g);
+            m[2 * c][r] = (int32_t)(2 * (sw0 >> 28) + 1);
+            m[2 * c + 1][r] = (int32_t)(2 * (sw1 >> 28) + 1);
+        }
+        transpose16(R);
+        for (int i = 0; i < 16; i++) T->w[16 * c + i] = R[i];
+    }
+    for (int r = 0; r < 16; r++) dh[r] = qk_rd16(x + (size_t)r * rb);
+    iq_scales(T, m, dh, 0.125f, 64.0f);
+}
+
+/* IQ3_XXS (§3.5): d, 64 grid indices (4 values each), then per sub-block a word of signs
+ * and scale s; value = d * (2s + 1) / 4 * grid * sign. */
+ALWAYS_INLINE void tile_iq3_xxs(gemm_tile *T, const uint8_t *x, size_t rb) {
+    int32_t m[8][16];
+    uint16_t dh[16];
+    const __m512i off = _mm512_set1_epi8(64);
+    for (int c = 0; c < 4; c++) {
+        __m512i R[16];
+        for (int r = 0; r < 16; r++) {
+            const uint8_t *blk = x + (size_t)r * rb;
+            uint32_t sw0 = qk_rd32(blk + 66 + 8 * c), sw1 = qk_rd32(blk + 70 + 8 * c);
+            __m512i g = _mm512_i32gather_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * c))),
+                                               (const void *)quant_iq3xxs_grid, 4);
+            R[r] = _mm512_mask_sub_epi8(_mm512_add_epi8(g, off), (__mmask64)iq_signs64(sw0, sw1), off, g);
+            m[2 * c][r] = (int32_t)(2 * (sw0 >> 28) + 1);
+            m[2 * c + 1][r] = (int32_t)(2 * (sw1 >> 28) + 1);
+        }
+        transpose16(R);
+        for (int i = 0; i < 16; i++) T->w[16 * c + i] = R[i];
+    }
+    for (int r = 0; r < 16; r++) dh[r] = qk_rd16(x + (size_t)r * rb);
+    iq_scales(T, m, dh, 0.25f, 64.0f);
+}
+
+/* IQ4_XS (§3.5): d, scales_h (2 bits x 8), scales_l (4 bits x 8), qs[128] nibbles into
+ * the IQ4_NL value table; value = d * (ls - 32) * kvalue, tile code = kvalue + 128. */
+ALWAYS_INLINE void tile_iq4_xs(gemm_tile *T, const uint8_t *x, size_t rb) {
+    __m512i D[48];
+    load_t(x, rb, 0, 136, D);
+    load_t(x, rb, 1, 136, D + 16);
+    load_t(x, rb, 2, 136, D + 32);
+    __m128i tbl = _mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl);
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_add_epi8(tbl, _mm_set1_epi8((char)128)));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 d = fp16_lo(D[0]);
+    __m512i sh = _mm512_srli_epi32(D[0], 16), sl = D[1];
+    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(128.0f));
+    for (int j = 0; j < 8; j++) {
+        __m512i lo = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(0x0f));
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3));
+        __m512i ls = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(ls));
+        T->mp[j] = _mm512_or_si512(_mm512_and_si512(ls, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(ls, 16));
+    }
+    const __m512i *qs = D + 2;
+    for (int p = 0; p < 32; p++) {
+        int ib = p / 4, q = p % 4;
+        __m512i P = qs[p];
+        T->w[8 * ib + q] = _mm512_shuffle_epi8(lut, _mm512_and_si512(P, m4));
+        T->w[8 * ib + 4 + q] = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi32(P, 4), m4));
+    }
+}
+
 /* acc + dpbusd(w, the dword at p in every lane), with the broadcast folded into the
  * instruction's memory operand: one fused load+multiply uop instead of a separate
  * broadcast, since these loops are limited by how many uops issue per cycle. */
@@ -198,7 +305,8 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
                          size_t os, int type) {
     gemm_tile T;
     __m512 acc[TOK_CHUNK];
-    const int bb = type == K2_TYPE_Q6_K ? 210 : type == K2_TYPE_Q5_K ? 176 : 144;
+    const int bb = type == K2_TYPE_Q6_K ? 210 : type == K2_TYPE_Q5_K ? 176 : type == K2_TYPE_IQ2_XXS ? 66
+                 : type == K2_TYPE_IQ3_XXS ? 98 : type == K2_TYPE_IQ4_XS ? 136 : 144;
     const int nsub = type == K2_TYPE_Q6_K ? 16 : 8;
     const int64_t nb = n / 256;
     const size_t group_bytes = (size_t)nb * QUANT_GEMM_PACK_BLOCK;
@@ -208,8 +316,13 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
         for (int64_t u = 0; u < 8 * ng; u++) acc[u] = _mm512_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *x = w + (size_t)b * bb;
-            if (type == K2_TYPE_Q6_K) tile_q6_k(&T, x, rb);
-            else tile_q45_k(&T, x, rb, type == K2_TYPE_Q5_K);
+            switch (type) {
+            case K2_TYPE_Q6_K: tile_q6_k(&T, x, rb); break;
+            case K2_TYPE_IQ2_XXS: tile_iq2_xxs(&T, x, rb); break;
+            case K2_TYPE_IQ3_XXS: tile_iq3_xxs(&T, x, rb); break;
+            case K2_TYPE_IQ4_XS: tile_iq4_xs(&T, x, rb); break;
+            default: tile_q45_k(&T, x, rb, type == K2_TYPE_Q5_K); break;
+            }
             const uint8_t *P = packed + (size_t)(t0 / 8) * group_bytes + (size_t)b * QUANT_GEMM_PACK_BLOCK;
             for (int64_t k = 0; k < ng; k++, P += group_bytes) tile_tokens(&T, nsub, P, acc + 8 * k);
         }
@@ -228,10 +341,16 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
 DEFINE_GEMM(q4_k, K2_TYPE_Q4_K)
 DEFINE_GEMM(q5_k, K2_TYPE_Q5_K)
 DEFINE_GEMM(q6_k, K2_TYPE_Q6_K)
+DEFINE_GEMM(iq2_xxs, K2_TYPE_IQ2_XXS)
+DEFINE_GEMM(iq3_xxs, K2_TYPE_IQ3_XXS)
+DEFINE_GEMM(iq4_xs, K2_TYPE_IQ4_XS)
 
 void quant_gemm_avx512(quant_kernel_table *t) {
     t->gemm[K2_TYPE_Q4_K] = gemm_q4_k;
     t->gemm[K2_TYPE_Q5_K] = gemm_q5_k;
     t->gemm[K2_TYPE_Q6_K] = gemm_q6_k;
+    t->gemm[K2_TYPE_IQ2_XXS] = gemm_iq2_xxs;
+    t->gemm[K2_TYPE_IQ3_XXS] = gemm_iq3_xxs;
+    t->gemm[K2_TYPE_IQ4_XS] = gemm_iq4_xs;
 }
 #endif
