@@ -154,6 +154,66 @@ ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     }
 }
 
+/* Word pairs (w_2i, w_2i+1) of 16 int32 lanes-vectors w[0..15] (lanes = rows). */
+ALWAYS_INLINE void pair_words(gemm_tile *T, const __m512i w[16]) {
+    for (int i = 0; i < 8; i++)
+        T->mp[i] = _mm512_or_si512(_mm512_and_si512(w[2 * i], _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(w[2 * i + 1], 16));
+}
+
+/* Q2_K (§3.4): scales[16] (low nibble scale, high nibble min) at 0, qs[64] at 16 (element
+ * 128h + 32s + l = bits 2s of byte 32h + l), d at 80, dmin at 82. */
+ALWAYS_INLINE void tile_q2_k(gemm_tile *T, const uint8_t *x, size_t rb) {
+    __m512i D[32];
+    load_t(x, rb, 0, 84, D);
+    load_t(x, rb, 1, 84, D + 16);
+    __m512 d = fp16_lo(D[20]);
+    T->dm = fp16_hi(D[20]);
+    __m512i mins[16];
+    for (int j = 0; j < 16; j++) {
+        __m512i v = byte_k(D[j / 4], j % 4);
+        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0x0f))));
+        mins[j] = _mm512_srli_epi32(v, 4);
+    }
+    pair_words(T, mins);
+    const __m512i m3 = _mm512_set1_epi8(3);
+    for (int p = 0; p < 16; p++) {
+        __m512i P = D[4 + p];
+        int h = p / 8, q = p % 8;
+        for (int sh = 0; sh < 4; sh++)
+            T->w[32 * h + 8 * sh + q] = _mm512_and_si512(sh ? _mm512_srli_epi32(P, 2 * sh) : P, m3);
+    }
+}
+
+/* Q3_K (§3.4): hmask[32] at 0, qs[64] at 32, 12 scale bytes at 96 (16 signed 6-bit
+ * scales), d at 108; code = low 2 bits + 4 * high bit = value + 4. */
+ALWAYS_INLINE void tile_q3_k(gemm_tile *T, const uint8_t *x, size_t rb) {
+    __m512i D[32];
+    load_t(x, rb, 0, 110, D);
+    load_t(x, rb, 1, 110, D + 16);
+    __m512 d = fp16_lo(D[27]);
+    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(4.0f));
+    __m512i B0 = D[24], B1 = D[25], B2 = D[26], sc[16];
+    for (int j = 0; j < 16; j++) {
+        int jj = j % 8;
+        __m512i lo = _mm512_and_si512(_mm512_srli_epi32(jj < 4 ? B0 : B1, 8 * (jj % 4) + (j < 8 ? 0 : 4)), _mm512_set1_epi32(0x0f));
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi32(B2, 8 * (j % 4) + 2 * (j / 4)), _mm512_set1_epi32(3));
+        sc[j] = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc[j]));
+    }
+    pair_words(T, sc);
+    const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
+    for (int p = 0; p < 16; p++) {
+        __m512i P = D[8 + p], H = D[p % 8];
+        int h = p / 8, q = p % 8;
+        for (int sh = 0; sh < 4; sh++) {
+            __m512i lo = _mm512_and_si512(sh ? _mm512_srli_epi32(P, 2 * sh) : P, m3);
+            int hb = 4 * h + sh; /* hmask bit, moved to bit 2 */
+            __m512i hv = hb >= 2 ? _mm512_srli_epi32(H, hb - 2) : _mm512_slli_epi32(H, 2 - hb);
+            T->w[32 * h + 8 * sh + q] = _mm512_ternarylogic_epi32(lo, hv, m4, 0xf8);
+        }
+    }
+}
+
 /* The I-quants have signed values v; the tile holds v + OFF (unsigned) and the sum is
  * corrected with OFF * bsum32 of the sub-block, folded into the mins term: with the
  * sub-block scale d * k * (integer m_j), the correction is dm * m_j * bsum32 with
@@ -306,8 +366,9 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
     gemm_tile T;
     __m512 acc[TOK_CHUNK];
     const int bb = type == K2_TYPE_Q6_K ? 210 : type == K2_TYPE_Q5_K ? 176 : type == K2_TYPE_IQ2_XXS ? 66
-                 : type == K2_TYPE_IQ3_XXS ? 98 : type == K2_TYPE_IQ4_XS ? 136 : 144;
-    const int nsub = type == K2_TYPE_Q6_K ? 16 : 8;
+                 : type == K2_TYPE_IQ3_XXS ? 98 : type == K2_TYPE_IQ4_XS ? 136 : type == K2_TYPE_Q2_K ? 84
+                 : type == K2_TYPE_Q3_K ? 110 : 144;
+    const int nsub = type == K2_TYPE_Q6_K || type == K2_TYPE_Q2_K || type == K2_TYPE_Q3_K ? 16 : 8;
     const int64_t nb = n / 256;
     const size_t group_bytes = (size_t)nb * QUANT_GEMM_PACK_BLOCK;
     for (int64_t t0 = 0; t0 < nt; t0 += TOK_CHUNK) {
@@ -318,6 +379,8 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
             const uint8_t *x = w + (size_t)b * bb;
             switch (type) {
             case K2_TYPE_Q6_K: tile_q6_k(&T, x, rb); break;
+            case K2_TYPE_Q2_K: tile_q2_k(&T, x, rb); break;
+            case K2_TYPE_Q3_K: tile_q3_k(&T, x, rb); break;
             case K2_TYPE_IQ2_XXS: tile_iq2_xxs(&T, x, rb); break;
             case K2_TYPE_IQ3_XXS: tile_iq3_xxs(&T, x, rb); break;
             case K2_TYPE_IQ4_XS: tile_iq4_xs(&T, x, rb); break;
@@ -341,6 +404,8 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
 DEFINE_GEMM(q4_k, K2_TYPE_Q4_K)
 DEFINE_GEMM(q5_k, K2_TYPE_Q5_K)
 DEFINE_GEMM(q6_k, K2_TYPE_Q6_K)
+DEFINE_GEMM(q2_k, K2_TYPE_Q2_K)
+DEFINE_GEMM(q3_k, K2_TYPE_Q3_K)
 DEFINE_GEMM(iq2_xxs, K2_TYPE_IQ2_XXS)
 DEFINE_GEMM(iq3_xxs, K2_TYPE_IQ3_XXS)
 DEFINE_GEMM(iq4_xs, K2_TYPE_IQ4_XS)
@@ -349,6 +414,8 @@ void quant_gemm_avx512(quant_kernel_table *t) {
     t->gemm[K2_TYPE_Q4_K] = gemm_q4_k;
     t->gemm[K2_TYPE_Q5_K] = gemm_q5_k;
     t->gemm[K2_TYPE_Q6_K] = gemm_q6_k;
+    t->gemm[K2_TYPE_Q2_K] = gemm_q2_k;
+    t->gemm[K2_TYPE_Q3_K] = gemm_q3_k;
     t->gemm[K2_TYPE_IQ2_XXS] = gemm_iq2_xxs;
     t->gemm[K2_TYPE_IQ3_XXS] = gemm_iq3_xxs;
     t->gemm[K2_TYPE_IQ4_XS] = gemm_iq4_xs;
