@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Decode and prefill speed of k2 vs llama.cpp (llama-cpp-python) on the K2-slice model,
-same file, same threads, in one run; plus decode's fraction of the measured memory
-bandwidth bound (weight bytes read per decoded token / time per token).
+"""Decode and prefill speed, time to first token and peak RSS of k2 vs llama.cpp
+(llama-cpp-python, run in a child process) on the K2-slice model, same file, same threads,
+in one run; plus decode's fraction of the measured memory bandwidth bound (weight bytes
+read per decoded token / time per token). Decode runs after the prompt, so --prompt 8192
+measures decode at context 8192.
 
-  .venv-bench/bin/python3 bench/model_bench.py [--build build] [--type q4_k_m] [--threads 2]
-                                                [--prompt 512] [--decode 32] [--ctx 1024]
+  .venv-bench/bin/python3 bench/model_bench.py [--build build] [--type q4_k_m|q2_k_mix|iq_mix]
+        [--threads 2] [--prompt 512] [--decode 32] [--ctx N] [--ttft-prompt 16]
 Set-up of the peer: scripts/bench-setup (installs llama-cpp-python into .venv-bench).
 """
 import argparse
@@ -38,32 +40,65 @@ def weight_bytes_per_token(path):
     return total
 
 
+def run_child(cmd):
+    """Runs cmd; returns (stdout, peak resident set of that process in MiB)."""
+    import tempfile
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if p.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed ({p.returncode}): {err.read().decode()[-2000:]}")
+        return out.read().decode(), ru.ru_maxrss / 1024.0
+
+
 def run_k2(args, model):
     cmd = [os.path.join(args.build, "k2"), "bench", "-m", model, "-p", str(args.prompt), "-n", str(args.decode),
            "--threads", str(args.threads), "--ctx-size", str(args.ctx), "--json"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    out, rss = run_child(cmd)
+    r = json.loads(out.strip().splitlines()[-1])
+    r["rss_mib"] = rss
+    # time to first token of a short prompt with the model in the page cache: open + prefill
+    t = json.loads(run_child([os.path.join(args.build, "k2"), "bench", "-m", model, "-p", str(args.ttft_prompt),
+                              "-n", "1", "--threads", str(args.threads), "--json"])[0].strip().splitlines()[-1])
+    r["ttft_s"] = t["load_s"] + args.ttft_prompt / t["prefill_tps"]
+    return r
 
 
-def run_llama(args, model):
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return None
-    llm = Llama(model_path=model, n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads,
-                n_batch=args.prompt, n_ubatch=args.prompt, verbose=False, use_mmap=True)
+def llama_child(a):
+    """In a child process: llama.cpp's TTFT, prefill and decode speed on the model (JSON)."""
+    from llama_cpp import Llama
+    t0 = time.perf_counter()
+    llm = Llama(model_path=a["model"], n_ctx=a["ctx"], n_threads=a["threads"], n_threads_batch=a["threads"],
+                n_batch=a["prompt"], n_ubatch=a["prompt"], verbose=False, use_mmap=True)
     n_vocab = llm.n_vocab()
-    prompt = [(i * 7919 + 13) % (n_vocab - 64) for i in range(args.prompt)]
-    # warm-up (page cache, allocations)
-    llm.reset(); llm.eval(prompt[:8])
+    short = [(i * 7919 + 13) % (n_vocab - 64) for i in range(a["ttft_prompt"])]
+    llm.eval(short)
+    ttft = time.perf_counter() - t0
+    prompt = [(i * 7919 + 13) % (n_vocab - 64) for i in range(a["prompt"])]
     llm.reset()
     t0 = time.perf_counter(); llm.eval(prompt); t1 = time.perf_counter()
     tok = prompt[-1]
     t2 = time.perf_counter()
-    for i in range(args.decode):
+    for i in range(a["decode"]):
         llm.eval([(tok + i * 31) % (n_vocab - 64)])
     t3 = time.perf_counter()
-    return {"prefill_tps": args.prompt / (t1 - t0), "decode_tps": args.decode / (t3 - t2)}
+    print(json.dumps({"prefill_tps": a["prompt"] / (t1 - t0), "decode_tps": a["decode"] / (t3 - t2), "ttft_s": ttft}))
+
+
+def run_llama(args, model):
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return None
+    a = {"model": model, "ctx": args.ctx, "threads": args.threads, "prompt": args.prompt, "decode": args.decode,
+         "ttft_prompt": args.ttft_prompt}
+    out, rss = run_child([sys.executable, os.path.abspath(__file__), "--llama-child", json.dumps(a)])
+    r = json.loads(out.strip().splitlines()[-1])
+    r["rss_mib"] = rss  # includes the Python interpreter (~25 MiB)
+    return r
 
 
 def main():
@@ -73,8 +108,15 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--decode", type=int, default=32)
-    ap.add_argument("--ctx", type=int, default=1024)
+    ap.add_argument("--ctx", type=int, default=0, help="context size (default: prompt + decode + 16)")
+    ap.add_argument("--ttft-prompt", type=int, default=16, help="prompt tokens of the time-to-first-token run")
+    ap.add_argument("--llama-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.llama_child:
+        llama_child(json.loads(args.llama_child))
+        return
+    if args.ctx <= 0:
+        args.ctx = args.prompt + args.decode + 16
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     model = os.path.join(ROOT, "bench", "out", f"k2-slice-{args.type}.gguf")
     if not os.path.exists(model):
@@ -83,15 +125,22 @@ def main():
     bw = json.loads(subprocess.run([os.path.join(args.build, "bench", "membw"), str(args.threads), "1"],
                                    check=True, capture_output=True, text=True).stdout)["read_gbps"]
     wb = weight_bytes_per_token(model)
+    # one untimed pass each puts the file in the page cache (TTFT is for a cached model)
+    with open(model, "rb") as f:
+        while f.read(1 << 24):
+            pass
     k2 = run_k2(args, model)
     ll = run_llama(args, model)
     print(f"K2-slice {args.type}: {wb / 1e9:.3f} GB of weights per decoded token; "
-          f"memory read bandwidth {bw:.2f} GB/s ({args.threads} threads) -> bound {bw * 1e9 / wb:.2f} tok/s")
-    print(f"{'metric':<22}{'k2':>10}{'llama.cpp':>12}{'ratio':>8}")
-    for key, label in (("decode_tps", "decode tok/s"), ("prefill_tps", f"prefill tok/s (p{args.prompt})")):
+          f"memory read bandwidth {bw:.2f} GB/s ({args.threads} threads) -> bound {bw * 1e9 / wb:.2f} tok/s; "
+          f"file {os.path.getsize(model) / 2**20:.0f} MiB")
+    print(f"{'metric':<28}{'k2':>10}{'llama.cpp':>12}{'ratio':>8}")
+    rows = (("decode_tps", f"decode tok/s (ctx {args.prompt})"), ("prefill_tps", f"prefill tok/s (p{args.prompt})"),
+            ("ttft_s", f"TTFT s (p{args.ttft_prompt}, cached)"), ("rss_mib", "peak RSS MiB"))
+    for key, label in rows:
         a = k2[key]
         b = ll[key] if ll else float("nan")
-        print(f"{label:<22}{a:>10.2f}{b:>12.2f}{a / b if ll else float('nan'):>8.2f}")
+        print(f"{label:<28}{a:>10.3f}{b:>12.3f}{a / b if ll else float('nan'):>8.2f}")
     frac = k2["decode_tps"] * wb / (bw * 1e9)
     print(f"k2 decode at {100 * frac:.1f}% of the bandwidth bound"
           + (f"; llama.cpp at {100 * ll['decode_tps'] * wb / (bw * 1e9):.1f}%" if ll else ""))
