@@ -26,7 +26,7 @@ static quant_cpu_level detect_cpu(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return QUANT_CPU_SCALAR;
     bool avx2 = ymm_os && fma && f16c && (b & (1u << 5));
     bool avx512 = avx2 && zmm_os && (b & (1u << 16)) /* F */ && (b & (1u << 30)) /* BW */ &&
-                  (b & (1u << 31)) /* VL */ && (c & (1u << 11)) /* VNNI */;
+                  (b & (1u << 31)) /* VL */ && (c & (1u << 11)) /* VNNI */ && (b & (1u << 8)) /* BMI2 */;
     return avx512 ? QUANT_CPU_AVX512 : avx2 ? QUANT_CPU_AVX2 : QUANT_CPU_SCALAR;
 }
 #else

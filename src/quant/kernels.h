@@ -22,6 +22,21 @@ static inline void qk_prefetch(const uint8_t *x, int bytes) {
     for (int o = 0; o < bytes; o += 64) __builtin_prefetch(x + QK_PREFETCH_AHEAD + o);
 }
 
+#if defined(__BMI2__)
+#include <immintrin.h>
+/* The sign bytes of two IQ2_XXS/IQ3_XXS sub-blocks as one 64-bit mask (bit 8l + k = sign
+ * of element k of group l), from their words' 4 x 7-bit sign fields: pdep spreads the
+ * fields into bytes and the 8th bit is the fields' parity (§3.5, the ksigns table). */
+static inline uint64_t qk_iq_signs64(uint32_t sw0, uint32_t sw1) {
+    uint64_t f = (uint64_t)(sw0 & 0x0fffffffu) | ((uint64_t)(sw1 & 0x0fffffffu) << 28);
+    uint64_t x = _pdep_u64(f, 0x7f7f7f7f7f7f7f7fULL);
+    uint64_t p = x ^ (x >> 4);
+    p ^= p >> 2;
+    p ^= p >> 1;
+    return x | ((p & 0x0101010101010101ULL) << 7);
+}
+#endif
+
 /* Q8_K activation block (§3.4): f32 d at 0, int8 qs[256] at 4, int16 bsums[16] at 260. */
 #define QK_Q8K_BYTES 292
 #define QK_Q8_0_BYTES 34
