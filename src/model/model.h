@@ -129,6 +129,12 @@ void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_
 /* Checks that `type` can be dequantized (exact path). */
 bool model_type_supported(uint32_t type);
 
+/* ---- fast-mode attention loops (attn_avx512.c; AVX-512 CPUs only) ---- */
+void model_attn_scores_avx512(const float *q, int64_t ldq, int64_t nh, const float *k, int64_t ldk, int64_t nk,
+                              int64_t n, float scale, float *z, int64_t ldz);
+void model_attn_latent_avx512(const float *w, int64_t ldw, int64_t nh, const float *k, int64_t ldk, int64_t nk,
+                              int64_t n, float *lat, int64_t ldl);
+
 /* ---- f16 helpers ---- */
 uint16_t model_f32_to_f16(float f);
 float model_f16_to_f32(uint16_t h);

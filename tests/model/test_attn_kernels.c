@@ -1,0 +1,67 @@
+/* The fast-mode AVX-512 attention loops (src/model/attn_avx512.c) against an f64
+ * reference: scores and latent sums within 1e-5 of sum|terms| (they use fma and 16-lane
+ * partial sums, so not bit for bit), for head and key counts that are and are not
+ * multiples of the tiles, row lengths with and without a partial vector (576 = Kimi's
+ * d_c + d_r, 512 = d_c, 100), and strided rows. Skips where the CPU lacks AVX-512. */
+#include "testutil.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static uint64_t rs = 0x2545f4914f6cdd1dULL;
+static float frand(void) {
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return (float)((double)(rs >> 11) * 0x1p-53 * 2.0 - 1.0);
+}
+
+int main(void) {
+    if (quant_cpu_level_supported() < QUANT_CPU_AVX512) {
+        fprintf(stderr, "no AVX-512 on this CPU: skipping\n");
+        return 77;
+    }
+    const int64_t heads[] = {1, 4, 7, 16}, keys[] = {1, 3, 4, 64, 65}, widths[] = {576, 512, 100};
+    for (size_t hi = 0; hi < K2_ARRAY_LEN(heads); hi++)
+        for (size_t ki = 0; ki < K2_ARRAY_LEN(keys); ki++)
+            for (size_t wi = 0; wi < K2_ARRAY_LEN(widths); wi++) {
+                int64_t nh = heads[hi], nk = keys[ki], n = widths[wi];
+                int64_t ldq = n + 3, ldk = n + 5, ldz = nk + 2, ldl = n + 1;
+                float *q = malloc(sizeof(float) * (size_t)(nh * ldq)), *k = malloc(sizeof(float) * (size_t)(nk * ldk));
+                float *z = malloc(sizeof(float) * (size_t)(nh * ldz)), *lat = malloc(sizeof(float) * (size_t)(nh * ldl));
+                float *lat0 = malloc(sizeof(float) * (size_t)(nh * ldl));
+                for (int64_t i = 0; i < nh * ldq; i++) q[i] = frand();
+                for (int64_t i = 0; i < nk * ldk; i++) k[i] = frand();
+                for (int64_t i = 0; i < nh * ldl; i++) lat[i] = lat0[i] = frand();
+                model_attn_scores_avx512(q, ldq, nh, k, ldk, nk, n, 0.125f, z, ldz);
+                for (int64_t h = 0; h < nh; h++)
+                    for (int64_t u = 0; u < nk; u++) {
+                        double ref = 0, sabs = 0;
+                        for (int64_t c = 0; c < n; c++) {
+                            ref += (double)q[h * ldq + c] * k[u * ldk + c];
+                            sabs += fabs((double)q[h * ldq + c] * k[u * ldk + c]);
+                        }
+                        ref *= 0.125;
+                        CHECK_MSG(fabs(z[h * ldz + u] - ref) <= 1e-5 * 0.125 * sabs, "scores nh=%lld nk=%lld n=%lld [%lld][%lld]: %.8g vs %.8g",
+                                  (long long)nh, (long long)nk, (long long)n, (long long)h, (long long)u, z[h * ldz + u], ref);
+                    }
+                /* latent: weights = the scores rows (ldz apart) */
+                model_attn_latent_avx512(z, ldz, nh, k, ldk, nk, n, lat, ldl);
+                for (int64_t h = 0; h < nh; h++) {
+                    for (int64_t c = 0; c < n; c++) {
+                        double ref = lat0[h * ldl + c], sabs = fabs(ref);
+                        for (int64_t u = 0; u < nk; u++) {
+                            ref += (double)z[h * ldz + u] * k[u * ldk + c];
+                            sabs += fabs((double)z[h * ldz + u] * k[u * ldk + c]);
+                        }
+                        CHECK_MSG(fabs(lat[h * ldl + c] - ref) <= 1e-5 * sabs, "latent nh=%lld nk=%lld n=%lld [%lld][%lld]",
+                                  (long long)nh, (long long)nk, (long long)n, (long long)h, (long long)c);
+                    }
+                    CHECK(lat[h * ldl + n] == lat0[h * ldl + n]); /* padding untouched */
+                }
+                free(q); free(k); free(z); free(lat); free(lat0);
+            }
+    return k2t_finish("model.test_attn_kernels");
+}
