@@ -7,6 +7,10 @@ measures decode at context 8192.
 
   .venv-bench/bin/python3 bench/model_bench.py [--build build] [--type q4_k_m|q2_k_mix|iq_mix]
         [--threads 2] [--prompt 512] [--decode 32] [--ctx N] [--ttft-prompt 16]
+        [--parallel 8] [--parallel-prompt 64] [--skip-single] [--model FILE]
+Batched decode (continuous batching): --parallel N sequences decode together, k2 with one
+k2_eval_batch per step (`k2 bench --parallel N`), llama.cpp with one llama_batch holding N
+sequence ids per llama_decode; aggregate tokens/s of all sequences (--parallel 0 skips it).
 Set-up of the peer: scripts/bench-setup (installs llama-cpp-python into .venv-bench).
 """
 import argparse
@@ -101,6 +105,67 @@ def run_llama(args, model):
     return r
 
 
+def run_k2_parallel(args, model):
+    cmd = [os.path.join(args.build, "k2"), "bench", "-m", model, "-p", str(args.parallel_prompt), "-n",
+           str(args.decode), "--threads", str(args.threads), "--parallel", str(args.parallel), "--json"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+_llama_quiet = None
+
+
+def run_llama_parallel(args, model):
+    """llama.cpp's batched decode through the low-level API: N sequence ids in one batch."""
+    try:
+        import llama_cpp as L
+    except ImportError:
+        return None
+    N, P, D = args.parallel, args.parallel_prompt, args.decode
+    global _llama_quiet
+    _llama_quiet = L.llama_log_callback(lambda level, text, user: None)  # kept alive: C holds it
+    L.llama_log_set(_llama_quiet, None)
+    L.llama_backend_init()
+    mp = L.llama_model_default_params()
+    mdl = L.llama_model_load_from_file(model.encode(), mp)
+    cp = L.llama_context_default_params()
+    cp.n_ctx = N * (P + D + 16)
+    cp.n_batch = N * P
+    cp.n_ubatch = min(512, N * P)
+    cp.n_seq_max = N
+    cp.n_threads = cp.n_threads_batch = args.threads
+    ctx = L.llama_init_from_model(mdl, cp)
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(mdl))
+    span = n_vocab - 64
+    batch = L.llama_batch_init(N * P, 0, N)
+
+    def decode(entries):
+        batch.n_tokens = len(entries)
+        for i, (t, pos, sq, lg) in enumerate(entries):
+            batch.token[i] = t
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = sq
+            batch.logits[i] = lg
+        rc = L.llama_decode(ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+
+    toks = [[(i * 7919 + 13 + q * (P + D) * 7919) % span for i in range(P + D)] for q in range(N)]
+    decode([(toks[0][i], i, 0, i == 7) for i in range(8)])  # warm-up
+    L.llama_memory_clear(L.llama_get_memory(ctx), True)
+    t0 = time.perf_counter()
+    decode([(toks[q][i], i, q, i == P - 1) for q in range(N) for i in range(P)])
+    t1 = time.perf_counter()
+    for k in range(D):
+        decode([(toks[q][P + k], P + k, q, True) for q in range(N)])
+    t2 = time.perf_counter()
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_model_free(mdl)
+    return {"prefill_tps": N * P / (t1 - t0), "decode_tps": N * D / (t2 - t1)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -111,6 +176,10 @@ def main():
     ap.add_argument("--ctx", type=int, default=0, help="context size (default: prompt + decode + 16)")
     ap.add_argument("--ttft-prompt", type=int, default=16, help="prompt tokens of the time-to-first-token run")
     ap.add_argument("--llama-child", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help="an existing K2-slice GGUF (default: bench/out/k2-slice-TYPE.gguf, made once)")
+    ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--parallel-prompt", type=int, default=64)
+    ap.add_argument("--skip-single", action="store_true", help="only the --parallel measurement")
     args = ap.parse_args()
     if args.llama_child:
         llama_child(json.loads(args.llama_child))
@@ -118,33 +187,49 @@ def main():
     if args.ctx <= 0:
         args.ctx = args.prompt + args.decode + 16
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
-    model = os.path.join(ROOT, "bench", "out", f"k2-slice-{args.type}.gguf")
+    model = args.model or os.path.join(ROOT, "bench", "out", f"k2-slice-{args.type}.gguf")
     if not os.path.exists(model):
         subprocess.run([os.path.join(args.build, "k2"), "mkmodel", "--preset", "k2-slice", "--type", args.type,
                         "--out", model], check=True)
     bw = json.loads(subprocess.run([os.path.join(args.build, "bench", "membw"), str(args.threads), "1"],
                                    check=True, capture_output=True, text=True).stdout)["read_gbps"]
     wb = weight_bytes_per_token(model)
-    # one untimed pass each puts the file in the page cache (TTFT is for a cached model)
+    # one untimed pass puts the file in the page cache (TTFT is for a cached model)
     with open(model, "rb") as f:
         while f.read(1 << 24):
             pass
-    k2 = run_k2(args, model)
-    ll = run_llama(args, model)
+    if args.skip_single:
+        k2 = ll = None
+    else:
+        k2 = run_k2(args, model)
+        ll = run_llama(args, model)
+    if args.parallel > 0:
+        kp = run_k2_parallel(args, model)
+        lp = run_llama_parallel(args, model)
     print(f"K2-slice {args.type}: {wb / 1e9:.3f} GB of weights per decoded token; "
           f"memory read bandwidth {bw:.2f} GB/s ({args.threads} threads) -> bound {bw * 1e9 / wb:.2f} tok/s; "
           f"file {os.path.getsize(model) / 2**20:.0f} MiB")
-    print(f"{'metric':<28}{'k2':>10}{'llama.cpp':>12}{'ratio':>8}")
-    rows = (("decode_tps", f"decode tok/s (ctx {args.prompt})"), ("prefill_tps", f"prefill tok/s (p{args.prompt})"),
-            ("ttft_s", f"TTFT s (p{args.ttft_prompt}, cached)"), ("rss_mib", "peak RSS MiB"))
-    for key, label in rows:
-        a = k2[key]
-        b = ll[key] if ll else float("nan")
-        print(f"{label:<28}{a:>10.3f}{b:>12.3f}{a / b if ll else float('nan'):>8.2f}")
-    frac = k2["decode_tps"] * wb / (bw * 1e9)
-    print(f"k2 decode at {100 * frac:.1f}% of the bandwidth bound"
-          + (f"; llama.cpp at {100 * ll['decode_tps'] * wb / (bw * 1e9):.1f}%" if ll else ""))
-    if ll is None:
+    print(f"{'metric':<34}{'k2':>10}{'llama.cpp':>12}{'ratio':>8}")
+    rows = []
+    if k2:
+        rows += [(k2, ll, "decode_tps", f"decode tok/s (ctx {args.prompt})"),
+                 (k2, ll, "prefill_tps", f"prefill tok/s (p{args.prompt})"),
+                 (k2, ll, "ttft_s", f"TTFT s (p{args.ttft_prompt}, cached)"),
+                 (k2, ll, "rss_mib", "peak RSS MiB (llama: +python)")]
+    if args.parallel > 0:
+        rows += [(kp, lp, "decode_tps", f"batched decode x{args.parallel} tok/s (all)"),
+                 (kp, lp, "prefill_tps", f"batched prefill {args.parallel}x{args.parallel_prompt} tok/s")]
+    for a_, b_, key, label in rows:
+        a = a_[key]
+        b = b_[key] if b_ else float("nan")
+        print(f"{label:<34}{a:>10.3f}{b:>12.3f}{a / b if b_ else float('nan'):>8.2f}")
+    if k2:
+        frac = k2["decode_tps"] * wb / (bw * 1e9)
+        print(f"k2 decode at {100 * frac:.1f}% of the bandwidth bound"
+              + (f"; llama.cpp at {100 * ll['decode_tps'] * wb / (bw * 1e9):.1f}%" if ll else ""))
+    if k2 and args.parallel > 0:
+        print(f"k2 batched x{args.parallel} / single-sequence decode: {kp['decode_tps'] / k2['decode_tps']:.2f}")
+    if (not args.skip_single and ll is None) or (args.parallel > 0 and lp is None):
         print("llama-cpp-python is not installed: run scripts/bench-setup", file=sys.stderr)
 
 

@@ -3,11 +3,17 @@
 concurrent streams on the K2-slice bench model, both servers in the same run.
 
   .venv-bench/bin/python3 bench/server_bench.py [--build build] [--type q4_k_m] [--threads N]
-                                                 [--tokens 64] [--streams 1,4,8] [--ctx 4096]
+                                                 [--tokens 32] [--streams 1,4,8] [--ctx 1024]
+                                                 [--model FILE] [--skip-llama]
 Set-up: scripts/bench-setup (llama-cpp-python into .venv-bench); the model is made with
 `k2 mkmodel --preset k2-slice --type TYPE --out bench/out/k2-slice-TYPE.gguf` when missing.
-Each stream sends the same short prompt with its own seed (temperature 0.8) and asks for
+Each stream sends the same short prompt with its own seed (--temperature, default 0.8) and asks for
 --tokens tokens; tokens/s = all generated tokens / wall time of the round.
+k2 serve runs --parallel max(streams) slots with continuous batching (every decoding slot's
+token goes through one forward pass per step). llama-cpp-python's server has no parallel
+slots: it serves one request at a time (its outer/inner locks) and, by default, interrupts
+a streaming request when another arrives, so it runs with --interrupt_requests False and the
+concurrent streams queue.
 """
 import argparse
 import json
@@ -19,6 +25,7 @@ import threading
 import time
 import urllib.request
 
+TEMPERATURE = 0.8  # --temperature
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -42,8 +49,13 @@ def wait_http(url, timeout=600):
     return False
 
 
-def stream_one(base, tokens, seed, out):
-    body = {"model": "m", "prompt": "The history of the city begins", "max_tokens": tokens, "temperature": 0.8,
+def model_id(base):
+    with urllib.request.urlopen(base + "/v1/models", timeout=10) as r:
+        return json.loads(r.read())["data"][0]["id"]
+
+
+def stream_one(base, mid, tokens, seed, out):
+    body = {"model": mid, "prompt": "The history of the city begins", "max_tokens": tokens, "temperature": TEMPERATURE,
             "seed": seed, "stream": True, "stream_options": {"include_usage": True}}
     req = urllib.request.Request(base + "/v1/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
@@ -63,7 +75,8 @@ def stream_one(base, tokens, seed, out):
 
 def round_tps(base, streams, tokens):
     out = []
-    ts = [threading.Thread(target=stream_one, args=(base, tokens, 1000 + i, out)) for i in range(streams)]
+    mid = model_id(base)
+    ts = [threading.Thread(target=stream_one, args=(base, mid, tokens, 1000 + i, out)) for i in range(streams)]
     t0 = time.perf_counter()
     for t in ts:
         t.start()
@@ -101,20 +114,24 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--type", default="q4_k_m")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--streams", default="1,4,8")
-    ap.add_argument("--ctx", type=int, default=4096)
+    ap.add_argument("--ctx", type=int, default=1024, help="context per stream")
+    ap.add_argument("--model", help="an existing K2-slice GGUF (default: bench/out/k2-slice-TYPE.gguf, made once)")
     ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     args = ap.parse_args()
+    global TEMPERATURE
+    TEMPERATURE = args.temperature
     streams = [int(x) for x in args.streams.split(",")]
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
-    model = os.path.join(ROOT, "bench", "out", f"k2-slice-{args.type}.gguf")
+    model = args.model or os.path.join(ROOT, "bench", "out", f"k2-slice-{args.type}.gguf")
     k2 = os.path.join(args.build, "k2")
     if not os.path.exists(model):
         subprocess.run([k2, "mkmodel", "--preset", "k2-slice", "--type", args.type, "--out", model], check=True)
     par = max(streams)
     port = free_port()
-    # each slot context gets the full --ctx; threads are shared by the slots' turns
+    # each slot context gets --ctx tokens; the batch runs on one slot's --threads workers
     k2_res = bench_server("k2", [k2, "serve", model, "--port", str(port), "--parallel", str(par), "--ctx-size",
                                  str(args.ctx * par), "--threads", str(args.threads), "--quiet"],
                           f"http://127.0.0.1:{port}", streams, args.tokens)
@@ -124,7 +141,8 @@ def main():
             import llama_cpp  # noqa: F401
             port = free_port()
             llama_res = bench_server("llama", [sys.executable, "-m", "llama_cpp.server", "--model", model, "--port",
-                                               str(port), "--n_ctx", str(args.ctx), "--n_threads", str(args.threads)],
+                                               str(port), "--n_ctx", str(args.ctx), "--n_threads", str(args.threads),
+                                               "--n_threads_batch", str(args.threads), "--interrupt_requests", "False"],
                                      f"http://127.0.0.1:{port}", streams, args.tokens)
         except ImportError:
             print("llama-cpp-python is not installed (scripts/bench-setup); k2 only", file=sys.stderr)

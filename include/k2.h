@@ -330,6 +330,20 @@ typedef enum k2_logits_rows {
  * for token ids outside [0, n_vocab). On error the cache length is unchanged. */
 k2_status k2_eval(k2_context *ctx, const int32_t *tokens, uint32_t n, k2_logits_rows rows,
                   float *logits, k2_error *err);
+/* Continuous batching: evaluates n_seq sequences, each in its own context of one model
+ * (all exact or all fast), in ONE forward pass: sequence q appends n_tokens[q] tokens
+ * (tokens[q]; 0 is allowed) at its own cache length, as k2_eval would (several tokens:
+ * a prompt chunk; one: a decode step). Every weight is read once for all rows; only the
+ * attention is per sequence, each against its own cache. With rows == K2_ROWS_LAST each
+ * context's k2_context_logits then holds its last token's logits (contexts given no
+ * tokens keep theirs). rows must be NONE or LAST. Results equal evaluating each sequence
+ * alone (bit for bit in exact mode). The first context's threads run the batch; no context
+ * may be in use elsewhere meanwhile. K2_EINVAL for a repeated context, mixed models or
+ * modes, or a bad token id; K2_ERANGE if a sequence would overflow its context (the
+ * message names the sequence). Nothing is evaluated when the check fails; on any error
+ * every cache length is unchanged. */
+k2_status k2_eval_batch(k2_context *const *ctxs, const int32_t *const *tokens, const uint32_t *n_tokens, int n_seq,
+                        k2_logits_rows rows, k2_error *err);
 /* The last token's logits from the latest k2_eval with rows != NONE (NULL before). */
 const float *k2_context_logits(const k2_context *ctx);
 /* Keeps the first n_keep cached tokens (prefix reuse); K2_ERANGE if n_keep > length. */

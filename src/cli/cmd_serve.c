@@ -17,7 +17,7 @@ static const char HELP[] =
     "  --port-file F              write the bound port to F once listening\n"
     "  --parallel N               slots decoding concurrently (default 1)\n"
     "  --ctx-size N               total KV capacity in tokens, split across slots\n"
-    "  --batch-size N             prompt tokens per step (default 512)\n"
+    "  --batch-size N             prompt tokens per step, shared by all prefilling slots (default 512)\n"
     "  --threads N                threads per slot context (default: physical cores)\n"
     "  --api-key K1,K2            require Authorization: Bearer K\n"
     "  --api-key-file F           keys, one per line\n"

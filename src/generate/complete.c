@@ -4,7 +4,8 @@
  * prefix reuse, then sample / detokenize / push until a stop token, a stop string,
  * max_tokens, the end of the context or cancellation. k2_generator runs each request on a
  * thread of its own and hands out slots (one model context each) so that a slot serves
- * one request at a time. */
+ * one request at a time; the slots' evaluations meet in a batcher, so that concurrent
+ * requests share one forward pass per step (continuous batching, k2_eval_batch). */
 #include "generate/generate.h"
 
 #include "base/base.h"
@@ -18,9 +19,157 @@
  * Backends
  * ====================================================================== */
 
+/* ======================================================================
+ * The batcher: continuous batching across the generator's request threads
+ * ====================================================================== */
+
+/* Each request thread hands its evaluation to the batcher and waits. One waiting thread at
+ * a time becomes the leader: it takes every pending evaluation and runs them as one
+ * k2_eval_batch (every weight read once for all slots), then wakes the others. A leader
+ * starts once every slot that is running a request has its evaluation pending, or after
+ * BATCH_WAIT_NS (counted from the end of the previous batch, so that slots busy sampling
+ * the previous step's token catch up instead of splitting the batch in two). Results equal
+ * those of evaluating each slot alone. */
+#define BATCH_WAIT_NS 5000000ull
+
+typedef struct batch_entry {
+    k2_context *ctx;
+    const int32_t *ids;
+    uint32_t n;
+    bool want;
+    bool done;
+    k2_status st;
+    k2_error err;
+} batch_entry;
+
+typedef struct gen_batcher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* CLOCK_MONOTONIC: an entry arrived, a batch ended, a slot left */
+    batch_entry **pending, **taken;
+    uint32_t n_pending, cap;
+    uint32_t n_active;          /* slots running a request */
+    bool running;               /* a leader is evaluating */
+    uint64_t last_end;          /* k2_now_ns() when the last batch ended */
+    uint64_t n_batches, n_evals; /* forward passes and the evaluations they held */
+    k2_context **ctxs;
+    const int32_t **toks;
+    uint32_t *ns;
+} gen_batcher;
+
+static void batcher_free(gen_batcher *bt) {
+    if (!bt) return;
+    pthread_mutex_destroy(&bt->mu);
+    pthread_cond_destroy(&bt->cv);
+    free(bt->pending);
+    free(bt->taken);
+    free(bt->ctxs);
+    free(bt->toks);
+    free(bt->ns);
+    free(bt);
+}
+
+static gen_batcher *batcher_new(uint32_t cap) {
+    gen_batcher *bt = k2_calloc(1, sizeof *bt);
+    if (!bt) return NULL;
+    pthread_mutex_init(&bt->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&bt->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    bt->cap = cap;
+    bt->pending = k2_calloc(cap, sizeof *bt->pending);
+    bt->taken = k2_calloc(cap, sizeof *bt->taken);
+    bt->ctxs = k2_calloc(cap, sizeof *bt->ctxs);
+    bt->toks = k2_calloc(cap, sizeof *bt->toks);
+    bt->ns = k2_calloc(cap, sizeof *bt->ns);
+    if (!bt->pending || !bt->taken || !bt->ctxs || !bt->toks || !bt->ns) {
+        batcher_free(bt);
+        return NULL;
+    }
+    return bt;
+}
+
+static void batcher_active(gen_batcher *bt, int delta) {
+    if (!bt) return;
+    pthread_mutex_lock(&bt->mu);
+    bt->n_active = (uint32_t)((int)bt->n_active + delta);
+    pthread_cond_broadcast(&bt->cv);
+    pthread_mutex_unlock(&bt->mu);
+}
+
+/* The leader's work (no lock held): one forward pass for all taken entries; when that
+ * fails, each alone, so that only the failing ones report an error. */
+static void batcher_run(gen_batcher *bt, uint32_t nb) {
+    bool any_want = false;
+    for (uint32_t k = 0; k < nb; k++) {
+        batch_entry *e = bt->taken[k];
+        bt->ctxs[k] = e->ctx;
+        bt->toks[k] = e->ids;
+        bt->ns[k] = e->n;
+        any_want |= e->want;
+    }
+    k2_error err;
+    k2_status st = k2_eval_batch(bt->ctxs, bt->toks, bt->ns, (int)nb, any_want ? K2_ROWS_LAST : K2_ROWS_NONE, &err);
+    for (uint32_t k = 0; k < nb; k++) {
+        batch_entry *e = bt->taken[k];
+        if (st == K2_OK) {
+            e->st = K2_OK;
+        } else if (nb == 1) {
+            e->st = st;
+            e->err = err;
+        } else {
+            e->st = k2_eval(e->ctx, e->ids, e->n, e->want ? K2_ROWS_LAST : K2_ROWS_NONE, NULL, &e->err);
+        }
+    }
+}
+
+static k2_status batcher_eval(gen_batcher *bt, k2_context *ctx, const int32_t *ids, uint32_t n, bool want,
+                              k2_error *err) {
+    batch_entry e = {ctx, ids, n, want, false, K2_OK, {K2_OK, ""}};
+    pthread_mutex_lock(&bt->mu);
+    uint64_t arrived = k2_now_ns();
+    bt->pending[bt->n_pending++] = &e;
+    pthread_cond_broadcast(&bt->cv);
+    while (!e.done) {
+        uint64_t start = (arrived > bt->last_end ? arrived : bt->last_end) + BATCH_WAIT_NS;
+        if (!bt->running && (bt->n_pending >= bt->n_active || k2_now_ns() >= start)) {
+            uint32_t nb = bt->n_pending;
+            memcpy(bt->taken, bt->pending, nb * sizeof *bt->taken);
+            bt->n_pending = 0;
+            bt->running = true;
+            pthread_mutex_unlock(&bt->mu);
+            batcher_run(bt, nb);
+            pthread_mutex_lock(&bt->mu);
+            for (uint32_t k = 0; k < nb; k++) bt->taken[k]->done = true;
+            bt->running = false;
+            bt->last_end = k2_now_ns();
+            bt->n_batches++;
+            bt->n_evals += nb;
+            pthread_cond_broadcast(&bt->cv);
+            continue;
+        }
+        if (bt->running) {
+            pthread_cond_wait(&bt->cv, &bt->mu);
+        } else {
+            struct timespec dl;
+            clock_gettime(CLOCK_MONOTONIC, &dl);
+            uint64_t now = k2_now_ns(), left = start > now ? start - now : 0;
+            uint64_t ns = (uint64_t)dl.tv_nsec + left;
+            dl.tv_sec += (time_t)(ns / 1000000000ull);
+            dl.tv_nsec = (long)(ns % 1000000000ull);
+            pthread_cond_timedwait(&bt->cv, &bt->mu, &dl);
+        }
+    }
+    pthread_mutex_unlock(&bt->mu);
+    if (e.st != K2_OK && err) *err = e.err;
+    return e.st;
+}
+
 typedef struct model_backend {
     gen_backend b;
     k2_context *ctx;
+    gen_batcher *bat;   /* the generator's, or NULL: evaluate directly */
 } model_backend;
 
 static uint32_t mb_length(gen_backend *b) { return k2_context_length(((model_backend *)b)->ctx); }
@@ -28,7 +177,9 @@ static k2_status mb_truncate(gen_backend *b, uint32_t n_keep, k2_error *err) {
     return k2_context_truncate(((model_backend *)b)->ctx, n_keep, err);
 }
 static k2_status mb_eval(gen_backend *b, const int32_t *ids, uint32_t n, bool want_logits, k2_error *err) {
-    return k2_eval(((model_backend *)b)->ctx, ids, n, want_logits ? K2_ROWS_LAST : K2_ROWS_NONE, NULL, err);
+    model_backend *m = (model_backend *)b;
+    if (m->bat && n > 0) return batcher_eval(m->bat, m->ctx, ids, n, want_logits, err);
+    return k2_eval(m->ctx, ids, n, want_logits ? K2_ROWS_LAST : K2_ROWS_NONE, NULL, err);
 }
 static const float *mb_logits(gen_backend *b) { return k2_context_logits(((model_backend *)b)->ctx); }
 static void mb_destroy(gen_backend *b) {
@@ -493,6 +644,7 @@ struct k2_generator {
     uint32_t n_jobs;
     uint64_t clock;      /* slot-use counter (LRU) */
     bool closing;
+    gen_batcher *bat;    /* with several slots: their evaluations are batched */
 };
 
 void k2_generator_options_init(k2_generator_options *o) {
@@ -528,7 +680,8 @@ k2_status k2_generator_new(k2_model *m, const k2_tokenizer *tok, const k2_genera
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&g->cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (!g->slots || !g->busy) {
+    if (o->n_slots > 1) g->bat = batcher_new(o->n_slots);
+    if (!g->slots || !g->busy || (o->n_slots > 1 && !g->bat)) {
         k2_generator_free(g);
         return k2_err(err, K2_ENOMEM, "out of memory");
     }
@@ -538,6 +691,7 @@ k2_status k2_generator_new(k2_model *m, const k2_tokenizer *tok, const k2_genera
         if (st == K2_OK) {
             st = gen_backend_model_new(ctx, g->n_vocab, &g->slots[i].backend, err);
             if (st != K2_OK) k2_context_free(ctx);
+            else ((model_backend *)g->slots[i].backend)->bat = g->bat;
         }
         if (st != K2_OK) {
             k2_err_prefix(err, "generator slot %u: ", i);
@@ -560,9 +714,19 @@ void k2_generator_free(k2_generator *g) {
         for (uint32_t i = 0; i < g->n_slots; i++) gen_slot_clear(&g->slots[i]);
     free(g->slots);
     free(g->busy);
+    batcher_free(g->bat);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
     free(g);
+}
+
+void gen_generator_batch_stats(k2_generator *g, uint64_t *batches, uint64_t *evals) {
+    *batches = *evals = 0;
+    if (!g->bat) return;
+    pthread_mutex_lock(&g->bat->mu);
+    *batches = g->bat->n_batches;
+    *evals = g->bat->n_evals;
+    pthread_mutex_unlock(&g->bat->mu);
 }
 
 uint32_t k2_generator_n_ctx(const k2_generator *g) {
@@ -623,7 +787,9 @@ static void *job_main(void *arg) {
         } else {
             gen_run_options ro = {.prefill_chunk = g->o.prefill_chunk,
                                   .queue_ms = ms_since(j->t_submit, k2_now_ns())};
+            batcher_active(g->bat, +1);
             gen_run(&g->slots[si], g->tok, req, ids, n, &ro, j->s);
+            batcher_active(g->bat, -1);
             pthread_mutex_lock(&g->mu);
             g->busy[si] = false;
             pthread_cond_broadcast(&g->cv);

@@ -59,6 +59,10 @@ struct gen_backend {
     void (*destroy)(gen_backend *b);
 };
 
+/* A generator's continuous batching so far: forward passes its slots shared and the
+ * evaluations they held (both 0 with one slot). */
+void gen_generator_batch_stats(k2_generator *g, uint64_t *batches, uint64_t *evals);
+
 /* Over a model context (owned: freed with the backend). */
 k2_status gen_backend_model_new(k2_context *ctx, int32_t n_vocab, gen_backend **out, k2_error *err);
 /* Scripted logits: the k-th logits served since the last truncate (gen_run truncates once

@@ -43,6 +43,7 @@ k2_status k2_context_new(k2_model *m, const k2_context_options *opt, k2_context 
     for (int i = 0; i < ctx->n_threads; i++) {
         ctx->scratch[i].row = malloc(sizeof(float) * (size_t)K2_MAX(m->max_cols, 1));
         ctx->scratch[i].scores = malloc(sizeof(float) * ctx->n_ctx * (size_t)ctx->head_chunk);
+        ctx->scores_cap = ctx->n_ctx;
         ctx->scratch[i].kvrow = malloc(sizeof(float) * ctx->cache_row * MODEL_KV_BLOCK);
         if (!ctx->scratch[i].row || !ctx->scratch[i].scores || !ctx->scratch[i].kvrow) goto oom;
     }
@@ -79,7 +80,7 @@ void k2_context_free(k2_context *ctx) {
     model_pool_free(ctx->pool);
     float *bufs[] = {ctx->x, ctx->h, ctx->cq, ctx->q, ctx->kv, ctx->qabs, ctx->lat, ctx->o, ctx->y,
                      ctx->f1, ctx->f2, ctx->rl, ctx->rprob, ctx->rope_cos, ctx->rope_sin, ctx->selw,
-                     ctx->ex, ctx->ey, ctx->eout, ctx->sh, ctx->last_logits};
+                     ctx->ex, ctx->ey, ctx->eout, ctx->sh, ctx->last_logits, ctx->blogits};
     for (size_t i = 0; i < K2_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(ctx->sel);
     free(ctx->etok);
@@ -100,6 +101,29 @@ k2_status k2_eval(k2_context *ctx, const int32_t *tokens, uint32_t n, k2_logits_
     if (rows != K2_ROWS_NONE && rows != K2_ROWS_LAST && rows != K2_ROWS_ALL)
         return k2_err(err, K2_EINVAL, "k2_eval: unknown rows mode %d", (int)rows);
     return model_forward(ctx, tokens, n, rows, logits, err);
+}
+
+k2_status k2_eval_batch(k2_context *const *ctxs, const int32_t *const *tokens, const uint32_t *n_tokens, int n_seq,
+                        k2_logits_rows rows, k2_error *err) {
+    if (!ctxs || !n_tokens || n_seq <= 0)
+        return k2_err(err, K2_EINVAL, "k2_eval_batch: no sequences (contexts, token counts and n_seq > 0 are required)");
+    if (rows != K2_ROWS_NONE && rows != K2_ROWS_LAST)
+        return k2_err(err, K2_EINVAL, "k2_eval_batch: rows mode %d is not NONE or LAST (all rows need k2_eval)",
+                      (int)rows);
+    if (!tokens) return k2_err(err, K2_EINVAL, "k2_eval_batch: no token arrays");
+    for (int q = 0; q < n_seq; q++) {
+        if (!ctxs[q]) return k2_err(err, K2_EINVAL, "k2_eval_batch: sequence %d has no context", q);
+        if (n_tokens[q] > 0 && !tokens[q]) return k2_err(err, K2_EINVAL, "k2_eval_batch: sequence %d has no tokens", q);
+        if (ctxs[q]->model != ctxs[0]->model)
+            return k2_err(err, K2_EINVAL, "k2_eval_batch: sequence %d's context belongs to another model than sequence 0's", q);
+        if (ctxs[q]->exact != ctxs[0]->exact)
+            return k2_err(err, K2_EINVAL, "k2_eval_batch: sequence %d's context is in %s mode, sequence 0's in %s mode", q,
+                          ctxs[q]->exact ? "exact" : "fast", ctxs[0]->exact ? "exact" : "fast");
+        for (int p = 0; p < q; p++)
+            if (ctxs[p] == ctxs[q])
+                return k2_err(err, K2_EINVAL, "k2_eval_batch: sequences %d and %d share one context", p, q);
+    }
+    return model_forward_multi(ctxs, tokens, n_tokens, n_seq, rows, NULL, err);
 }
 
 const float *k2_context_logits(const k2_context *ctx) { return ctx->have_logits ? ctx->last_logits : NULL; }

@@ -68,11 +68,33 @@ static void cache_store(k2_context *ctx, int layer, int64_t pos, const float *ro
 
 /* ---- attention (§4.2, absorbed form §4.5) ---- */
 
+/* One sequence's rows [t0, t0 + T) of a batch: its own context (cache) at positions
+ * pos0 ... pos0 + T - 1. */
+typedef struct model_seg {
+    k2_context *c;
+    int64_t t0, T, pos0;
+    const int32_t *tokens;
+    int seq;                /* its index in the caller's arrays */
+    bool want;              /* its last row's logits are wanted */
+    float *dst;             /* where they go (NULL: c->last_logits) */
+} model_seg;
+
 typedef struct attn_job {
-    k2_context *ctx;
+    k2_context *ctx;        /* the batch's buffers and scratch */
     int layer;
-    int64_t n_tok, pos0;
+    const model_seg *seg;
+    int nseg;
 } attn_job;
+
+/* The segment holding batch row t (segments are in row order). */
+static inline const model_seg *seg_of(const model_seg *seg, int nseg, int64_t t) {
+    int lo = 0, hi = nseg - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (seg[mid].t0 <= t) lo = mid; else hi = mid - 1;
+    }
+    return &seg[lo];
+}
 
 /* ---- the two attention loops: portable C and AVX2 (attn_avx2.c), same bits ---- */
 
@@ -129,9 +151,10 @@ static inline const float *cache_rows(const k2_context *ctx, int layer, int64_t 
     return buf;
 }
 
-/* One token and a chunk of heads: scores against the cached rows u <= pos (rows taken in
- * blocks of MODEL_KV_BLOCK, each block read once for all heads of the chunk), softmax,
- * latent sum (§4.5 steps 2-4). */
+/* One token and a chunk of heads: scores against the cached rows u <= pos of its own
+ * sequence's cache (rows taken in blocks of MODEL_KV_BLOCK, each block read once for all
+ * heads of the chunk), softmax, latent sum (§4.5 steps 2-4). Tasks of all sequences of a
+ * batch share one parallel job. */
 static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     attn_job *j = arg;
     k2_context *ctx = j->ctx;
@@ -140,13 +163,15 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     int64_t n_chunks = (H + hc - 1) / hc;
     float *z = ctx->scratch[tid].scores, *buf = ctx->scratch[tid].kvrow;
     for (int64_t it = b; it < e; it++) {
-        int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc), n_kv = j->pos0 + t + 1;
-        int64_t nh = h1 - h0;
+        int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc);
+        const model_seg *sg = seg_of(j->seg, j->nseg, t);
+        const k2_context *cc = sg->c;
+        int64_t nh = h1 - h0, n_kv = sg->pos0 + (t - sg->t0) + 1;
         const float *q = ctx->qabs + (t * H + h0) * rw; /* rows [q~_h ; q-bar^R_h] */
         float *lat = ctx->lat + (t * H + h0) * d_c;
         for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
             int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
-            attn_k.scores(q, rw, nh, cache_rows(ctx, j->layer, u0, nk, buf), rw, nk, rw, hp->kq_scale, z + u0, n_kv);
+            attn_k.scores(q, rw, nh, cache_rows(cc, j->layer, u0, nk, buf), rw, nk, rw, hp->kq_scale, z + u0, n_kv);
         }
         for (int64_t h = 0; h < nh; h++) {
             float *zh = z + h * n_kv, zmax = -INFINITY;
@@ -163,12 +188,12 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
         memset(lat, 0, sizeof(float) * (size_t)(nh * d_c));
         for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
             int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
-            attn_k.latent(z + u0, n_kv, nh, cache_rows(ctx, j->layer, u0, nk, buf), rw, nk, d_c, lat, d_c);
+            attn_k.latent(z + u0, n_kv, nh, cache_rows(cc, j->layer, u0, nk, buf), rw, nk, d_c, lat, d_c);
         }
     }
 }
 
-static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
+static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg) {
     const k2_model *m = ctx->model;
     const k2_model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[l];
@@ -188,13 +213,15 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
         for (int64_t t = 0; t < T; t++) rmsnorm(ctx->cq + t * rq, ctx->cq + t * rq, ly->q_a_norm, rq, hp->rms_eps);
         model_matmul(ctx, &ly->q_b, ctx->cq, rq, ctx->q, H * d_k, T);
     }
-    /* A4-A7: joint down-projection (above), latent norm, rope on k^R, cache append */
-    for (int64_t t = 0; t < T; t++) {
-        float *kv = ctx->kv + t * rw;
-        rmsnorm(kv, kv, ly->kv_a_norm, d_c, hp->rms_eps);
-        rope(kv + d_c, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
-        cache_store(ctx, l, pos0 + t, kv);
-    }
+    /* A4-A7: joint down-projection (above), latent norm, rope on k^R, append to each
+     * sequence's own cache */
+    for (int s = 0; s < nseg; s++)
+        for (int64_t t = seg[s].t0; t < seg[s].t0 + seg[s].T; t++) {
+            float *kv = ctx->kv + t * rw;
+            rmsnorm(kv, kv, ly->kv_a_norm, d_c, hp->rms_eps);
+            rope(kv + d_c, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
+            cache_store(seg[s].c, l, seg[s].pos0 + (t - seg[s].t0), kv);
+        }
     /* §4.5 step 1: absorbed query rows [q~_i = W^UK_i^T q^N_i ; RoPE(q^R_i)] */
     for (int64_t i = 0; i < H; i++)
         ctx->mm[i] = (model_mm){model_weight_slice(&ly->k_b, i), ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw,
@@ -207,7 +234,7 @@ static void attention(k2_context *ctx, int l, int64_t T, int64_t pos0) {
             rope(dst, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
         }
     /* §4.5 steps 2-4: scores, softmax, latent output */
-    attn_job job = {ctx, l, T, pos0};
+    attn_job job = {ctx, l, seg, nseg};
     model_pool_for(ctx->pool, T * ((H + ctx->head_chunk - 1) / ctx->head_chunk), 1, attn_task, &job);
     /* §4.5 step 5: decompress with W^UV per head */
     for (int64_t i = 0; i < H; i++)
@@ -399,44 +426,80 @@ static void moe(k2_context *ctx, int l, int64_t T) {
 
 /* ---- one batch ---- */
 
-static k2_status forward_batch(k2_context *ctx, const int32_t *tokens, int64_t T, k2_logits_rows rows,
-                               float *logits, k2_error *err) {
+/* Rows [0, T) of a batch, made of nseg sequences' segments in row order. Every weight
+ * product runs once over all rows; only the cache writes and the attention are per
+ * sequence. all_logits (one sequence only): every row's logits go there. */
+static k2_status forward_batch(k2_context *ctx, int64_t T, const model_seg *seg, int nseg, float *all_logits,
+                               k2_error *err) {
     const k2_model *m = ctx->model;
     const k2_model_hparams *hp = &m->hp;
-    int64_t d = hp->n_embd, V = hp->n_vocab, np = hp->rope_dim / 2, pos0 = ctx->len;
+    int64_t d = hp->n_embd, V = hp->n_vocab, np = hp->rope_dim / 2;
 
-    /* §4.1 embedding */
-    for (int64_t t = 0; t < T; t++) {
-        const uint8_t *src = m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
-        k2_status s = k2_dequantize(m->tok_embd.type, src, ctx->x + t * d, d, err);
-        if (s != K2_OK) return s;
-    }
-    /* RoPE angles phi_m = p * omega_m (§4.3.2), in double, shared by all blocks */
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t i = 0; i < np; i++) {
-            double phi = (double)(pos0 + t) * m->rope_freq[i];
-            ctx->rope_cos[t * np + i] = (float)(cos(phi) * hp->rope_mag);
-            ctx->rope_sin[t * np + i] = (float)(sin(phi) * hp->rope_mag);
+    for (int s = 0; s < nseg; s++)
+        for (int64_t i = 0; i < seg[s].T; i++) {
+            int64_t t = seg[s].t0 + i;
+            /* §4.1 embedding */
+            const uint8_t *src = m->tok_embd.data + (size_t)seg[s].tokens[i] * m->tok_embd.row_bytes;
+            k2_status st = k2_dequantize(m->tok_embd.type, src, ctx->x + t * d, d, err);
+            if (st != K2_OK) return st;
+            /* RoPE angles phi_m = p * omega_m (§4.3.2), in double, shared by all blocks */
+            for (int64_t k = 0; k < np; k++) {
+                double phi = (double)(seg[s].pos0 + i) * m->rope_freq[k];
+                ctx->rope_cos[t * np + k] = (float)(cos(phi) * hp->rope_mag);
+                ctx->rope_sin[t * np + k] = (float)(sin(phi) * hp->rope_mag);
+            }
         }
     for (uint32_t l = 0; l < hp->n_layer; l++) {
-        attention(ctx, (int)l, T, pos0);
+        attention(ctx, (int)l, T, seg, nseg);
         for (int64_t t = 0; t < T; t++) rmsnorm(ctx->h + t * d, ctx->x + t * d, m->layers[l].ffn_norm, d, hp->rms_eps);
         if (l < hp->n_layer_dense)
             dense_ffn(ctx, (int)l, T);
         else
             moe(ctx, (int)l, T);
     }
-    /* §4.9 final norm and logits, only for the rows asked for */
-    if (rows != K2_ROWS_NONE) {
-        int64_t first = rows == K2_ROWS_ALL && logits ? 0 : T - 1, nr = T - first;
-        for (int64_t t = first; t < T; t++)
-            rmsnorm(ctx->h + (t - first) * d, ctx->x + t * d, m->output_norm, d, hp->rms_eps);
-        float *dst = logits ? logits : ctx->last_logits;
-        model_matmul(ctx, &m->output, ctx->h, d, dst, V, nr);
-        if (dst != ctx->last_logits)
-            memcpy(ctx->last_logits, dst + (nr - 1) * V, sizeof(float) * (size_t)V);
-        ctx->have_logits = true;
+    /* §4.9 final norm and logits, only for the rows asked for: one product over the wanted
+     * rows of all sequences */
+    if (all_logits) {
+        for (int64_t t = 0; t < T; t++) rmsnorm(ctx->h + t * d, ctx->x + t * d, m->output_norm, d, hp->rms_eps);
+        model_matmul(ctx, &m->output, ctx->h, d, all_logits, V, T);
+        if (seg[0].want) {
+            memcpy(seg[0].c->last_logits, all_logits + (T - 1) * V, sizeof(float) * (size_t)V);
+            seg[0].c->have_logits = true;
+        }
+        return K2_OK;
     }
+    int64_t nr = 0;
+    const model_seg *only = NULL;
+    for (int s = 0; s < nseg; s++)
+        if (seg[s].want) {
+            int64_t t = seg[s].t0 + seg[s].T - 1;
+            rmsnorm(ctx->h + nr * d, ctx->x + t * d, m->output_norm, d, hp->rms_eps);
+            nr++;
+            only = &seg[s];
+        }
+    if (nr == 0) return K2_OK;
+    float *dst;
+    if (nr == 1) {
+        dst = only->dst ? only->dst : only->c->last_logits;
+    } else {
+        if (ctx->blogits_rows < nr) {
+            free(ctx->blogits);
+            ctx->blogits = malloc(sizeof(float) * (size_t)(nr * V));
+            ctx->blogits_rows = ctx->blogits ? nr : 0;
+            if (!ctx->blogits) return k2_err(err, K2_ENOMEM, "out of memory for the logits of %lld sequences", (long long)nr);
+        }
+        dst = ctx->blogits;
+    }
+    model_matmul(ctx, &m->output, ctx->h, d, dst, V, nr);
+    int64_t r = 0;
+    for (int s = 0; s < nseg; s++)
+        if (seg[s].want) {
+            const float *row = dst + r * V;
+            if (seg[s].dst && row != seg[s].dst) memcpy(seg[s].dst, row, sizeof(float) * (size_t)V);
+            if (row != seg[s].c->last_logits) memcpy(seg[s].c->last_logits, row, sizeof(float) * (size_t)V);
+            seg[s].c->have_logits = true;
+            r++;
+        }
     return K2_OK;
 }
 
@@ -479,33 +542,100 @@ static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     return K2_OK;
 }
 
-k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
-                        float *logits, k2_error *err) {
+/* The attention scores scratch must hold n_kv positions for every row of the batch:
+ * sequences of other contexts may be longer than the driving context's. */
+static k2_status ensure_scores(k2_context *ctx, uint32_t n_pos, k2_error *err) {
+    if (n_pos <= ctx->scores_cap) return K2_OK;
+    for (int i = 0; i < ctx->n_threads; i++) {
+        float *p = realloc(ctx->scratch[i].scores, sizeof(float) * (size_t)n_pos * (size_t)ctx->head_chunk);
+        if (!p) return k2_err(err, K2_ENOMEM, "out of memory for attention scores over %u positions", n_pos);
+        ctx->scratch[i].scores = p;
+    }
+    ctx->scores_cap = n_pos;
+    return K2_OK;
+}
+
+k2_status model_forward_multi(k2_context *const *ctxs, const int32_t *const *tokens, const uint32_t *n_tokens,
+                              int n_seq, k2_logits_rows rows, float *logits, k2_error *err) {
+    k2_context *ctx = ctxs[0];
     const k2_model_hparams *hp = &ctx->model->hp;
     pthread_once(&f16_once, f16_table_init);
     pthread_once(&attn_once, attn_kernels_init);
-    for (int64_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
-            return k2_err(err, K2_EINVAL, "token id %d at index %lld is outside the vocabulary [0, %u)",
-                          tokens[i], (long long)i, hp->n_vocab);
-    if ((uint64_t)ctx->len + (uint64_t)n > ctx->n_ctx)
-        return k2_err(err, K2_ERANGE, "%lld tokens after the %u cached ones exceed the context of %u tokens",
-                      (long long)n, ctx->len, ctx->n_ctx);
-    uint32_t len0 = ctx->len;
-    for (int64_t b = 0; b < n; b += UBATCH) {
-        int64_t T = K2_MIN((int64_t)UBATCH, n - b);
-        bool last = b + T == n;
-        k2_logits_rows r = rows == K2_ROWS_ALL ? K2_ROWS_ALL : (last ? rows : K2_ROWS_NONE);
-        k2_status s = ensure_buffers(ctx, T, err);
-        if (s == K2_OK)
-            s = forward_batch(ctx, tokens + b, T, r, logits && r == K2_ROWS_ALL ? logits + b * hp->n_vocab
-                                                                              : (r == K2_ROWS_LAST ? logits : NULL),
-                              err);
-        if (s != K2_OK) {
-            ctx->len = len0;
-            return s;
+    for (int q = 0; q < n_seq; q++) {
+        for (uint32_t i = 0; i < n_tokens[q]; i++)
+            if (tokens[q][i] < 0 || (uint32_t)tokens[q][i] >= hp->n_vocab) {
+                if (n_seq == 1)
+                    return k2_err(err, K2_EINVAL, "token id %d at index %u is outside the vocabulary [0, %u)",
+                                  tokens[q][i], i, hp->n_vocab);
+                return k2_err(err, K2_EINVAL, "sequence %d: token id %d at index %u is outside the vocabulary [0, %u)",
+                              q, tokens[q][i], i, hp->n_vocab);
+            }
+        k2_context *c = ctxs[q];
+        if ((uint64_t)c->len + (uint64_t)n_tokens[q] > c->n_ctx) {
+            if (n_seq == 1)
+                return k2_err(err, K2_ERANGE, "%u tokens after the %u cached ones exceed the context of %u tokens",
+                              n_tokens[q], c->len, c->n_ctx);
+            return k2_err(err, K2_ERANGE,
+                          "sequence %d: %u tokens after the %u cached ones exceed its context of %u tokens", q,
+                          n_tokens[q], c->len, c->n_ctx);
         }
-        ctx->len += (uint32_t)T;
     }
-    return K2_OK;
+    /* rows of several sequences go through the model together, UBATCH at a time; a long
+     * sequence spans several micro-batches (its later rows see the earlier ones' cache) */
+    model_seg segs_local[16], *segs = segs_local;
+    uint32_t offs_local[16], *off = offs_local;
+    if (n_seq > 16) {
+        segs = malloc(sizeof *segs * (size_t)n_seq);
+        off = calloc((size_t)n_seq, sizeof *off);
+        if (!segs || !off) {
+            free(segs);
+            free(off);
+            return k2_err(err, K2_ENOMEM, "out of memory for a batch of %d sequences", n_seq);
+        }
+    } else {
+        memset(offs_local, 0, sizeof offs_local);
+    }
+    uint32_t max_pos = 0;
+    for (int q = 0; q < n_seq; q++) max_pos = K2_MAX(max_pos, ctxs[q]->len + n_tokens[q]);
+    k2_status st = ensure_scores(ctx, max_pos, err);
+    bool touched_logits = false;
+    while (st == K2_OK) {
+        int nseg = 0;
+        int64_t T = 0;
+        for (int q = 0; q < n_seq && T < UBATCH; q++) {
+            if (off[q] >= n_tokens[q]) continue;
+            int64_t take = K2_MIN((int64_t)UBATCH - T, (int64_t)(n_tokens[q] - off[q]));
+            bool last = off[q] + take == n_tokens[q];
+            bool want = rows != K2_ROWS_NONE && last;
+            segs[nseg++] = (model_seg){ctxs[q], T, take, (int64_t)ctxs[q]->len + off[q], tokens[q] + off[q], q, want,
+                                       want && logits && rows == K2_ROWS_LAST ? logits : NULL};
+            T += take;
+        }
+        if (nseg == 0) break;
+        float *all = NULL;
+        if (rows == K2_ROWS_ALL && logits) /* one sequence (k2_eval) */
+            all = logits + (size_t)off[0] * hp->n_vocab;
+        st = ensure_buffers(ctx, T, err);
+        if (st != K2_OK) break;
+        touched_logits = true;
+        st = forward_batch(ctx, T, segs, nseg, all, err);
+        for (int s = 0; s < nseg; s++) off[segs[s].seq] += (uint32_t)segs[s].T;
+    }
+    if (st == K2_OK) {
+        for (int q = 0; q < n_seq; q++) ctxs[q]->len += n_tokens[q];
+    } else if (touched_logits && rows != K2_ROWS_NONE) {
+        /* some sequences' logits may belong to rows that are not cached after all */
+        for (int q = 0; q < n_seq; q++) ctxs[q]->have_logits = false;
+    }
+    if (segs != segs_local) {
+        free(segs);
+        free(off);
+    }
+    return st;
+}
+
+k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
+                        float *logits, k2_error *err) {
+    uint32_t nt = (uint32_t)n;
+    return model_forward_multi(&ctx, &tokens, &nt, 1, rows, logits, err);
 }

@@ -166,6 +166,10 @@ struct k2_context {
     int32_t *etok;           /* token list per expert */
     float *ex, *ey, *eout;    /* per-expert gathered inputs/outputs, weighted outputs [tok][K] */
     float *sh;               /* shared experts' output [tok][d] */
+    /* batches of several sequences (k2_eval_batch) */
+    uint32_t scores_cap;     /* positions each scratch.scores holds (per head of a chunk) */
+    float *blogits;          /* logits of the sequences of a batch [seq][n_vocab] */
+    int64_t blogits_rows;
 };
 
 /* spec §5 M2-M8 for one token: K expert ids (sel) and weights (w) from E router logits;
@@ -179,5 +183,10 @@ void model_yarn_freqs(double base, int d_r, double s, double L0, double beta_fas
 
 k2_status model_forward(k2_context *ctx, const int32_t *tokens, int64_t n, k2_logits_rows rows,
                         float *logits, k2_error *err);
+/* Several sequences, each in its own context, through one forward pass (the arguments are
+ * checked by k2_eval_batch; the first context's threads and buffers run it). logits: only
+ * for one sequence, as in k2_eval. */
+k2_status model_forward_multi(k2_context *const *ctxs, const int32_t *const *tokens, const uint32_t *n_tokens,
+                              int n_seq, k2_logits_rows rows, float *logits, k2_error *err);
 
 #endif

@@ -225,6 +225,10 @@ typedef struct srv_slot {
     double ready_at;          /* test-mode delays */
     bool delay_done;
     float *logits;            /* n_vocab scratch */
+    /* this iteration's share of the batch (sched_main) */
+    int32_t next_tok;         /* decode: the sampled token to evaluate */
+    uint32_t n_step;          /* rows it evaluates: a prompt chunk or 1 */
+    double t_sample;          /* seconds spent sampling it */
 } srv_slot;
 
 typedef struct srv_sched {
@@ -257,6 +261,7 @@ typedef struct srv_metrics {
     uint64_t cancelled[3];        /* client_disconnect write_timeout shutdown */
     uint64_t prompt_tokens, prompt_cached, generated, tool_calls, tool_parse_errors;
     double prompt_seconds, gen_seconds;
+    uint64_t batch_evals, batch_seqs, batch_rows; /* forward passes, sequences and rows in them */
     uint64_t ttft_buckets[SRV_N_TTFT_BUCKETS + 1], dur_buckets[SRV_N_DUR_BUCKETS + 1];
     double ttft_sum, dur_sum;
     uint64_t ttft_count, dur_count;

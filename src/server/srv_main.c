@@ -474,6 +474,12 @@ char *metrics_render(srv *s) {
     sbuf_printf(&b, "llm_prompt_seconds_total %.6f\n", s->m.prompt_seconds);
     fam(&b, "llm_generation_seconds_total", "counter", "Wall time spent in generation steps.");
     sbuf_printf(&b, "llm_generation_seconds_total %.6f\n", s->m.gen_seconds);
+    fam(&b, "llm_batch_evals_total", "counter", "Model forward passes (each evaluates every stepping slot at once).");
+    sbuf_printf(&b, "llm_batch_evals_total %llu\n", (unsigned long long)s->m.batch_evals);
+    fam(&b, "llm_batch_sequences_total", "counter", "Slot steps summed over forward passes.");
+    sbuf_printf(&b, "llm_batch_sequences_total %llu\n", (unsigned long long)s->m.batch_seqs);
+    fam(&b, "llm_batch_tokens_total", "counter", "Token rows summed over forward passes.");
+    sbuf_printf(&b, "llm_batch_tokens_total %llu\n", (unsigned long long)s->m.batch_rows);
     fam(&b, "llm_slots_total", "gauge", "Slots.");
     sbuf_printf(&b, "llm_slots_total %d\n", s->o.parallel);
     fam(&b, "llm_slots_busy", "gauge", "Busy slots.");

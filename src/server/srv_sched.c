@@ -3,9 +3,11 @@
  * One thread owns every model context (one per slot) and all generation state. Each
  * iteration it admits queued requests into free slots (preferring the slot whose cached
  * tokens share the longest prefix with the prompt), then advances every active slot by one
- * step: a prompt chunk of at most batch_size tokens, or one sampled token. The model API
- * evaluates one sequence per context, so the slots' steps run in turn within an iteration;
- * each sequence's arithmetic is exactly what it would be alone, which is why concurrent
+ * step with continuous batching: every decoding slot samples its next token, prefilling
+ * slots take prompt chunks out of a budget of batch_size tokens per iteration (so decoding
+ * slots keep streaming while a long prompt is read), and all of these rows go through the
+ * model in ONE k2_eval_batch call, each slot's context attending to its own cache. Each
+ * sequence's arithmetic is exactly what it would be alone, which is why concurrent
  * requests give the same greedy tokens as when served one by one. Cancellation is a
  * per-request flag checked before every step. */
 #include "server/server.h"
@@ -157,30 +159,20 @@ static void note_first(srv *s, srv_job *j) {
     }
 }
 
-/* One step of a model-backed slot. Returns true when the job is done. */
-static bool step_model(srv *s, srv_slot *sl) {
+static void slot_fail(srv *s, srv_slot *sl, const k2_error *err) {
+    (void)s;
+    k2_context_reset(sl->ctx);
+    sl->n_cached = 0;
+    char msg[K2_ERROR_MESSAGE_MAX + 32];
+    snprintf(msg, sizeof msg, "Generation failed: %s", err->message);
+    out_error(sl->job, 500, "internal_error", msg);
+}
+
+/* A decoding slot samples its next token from the logits of the previous step and sends it.
+ * Returns true when the job is done; otherwise sl->next_tok is to be evaluated. */
+static bool decode_sample(srv *s, srv_slot *sl) {
     srv_job *j = sl->job;
     k2_error err;
-    if (sl->phase == 0) {
-        size_t n = K2_MIN((size_t)s->o.batch_size, j->n_prompt - sl->prefill_pos);
-        bool last = sl->prefill_pos + n == j->n_prompt;
-        double t0 = srv_now();
-        if (k2_eval(sl->ctx, j->prompt + sl->prefill_pos, (uint32_t)n, last ? K2_ROWS_LAST : K2_ROWS_NONE,
-                    NULL, &err) != K2_OK) {
-            k2_context_reset(sl->ctx);
-            sl->n_cached = 0;
-            char msg[K2_ERROR_MESSAGE_MAX + 32];
-            snprintf(msg, sizeof msg, "Generation failed: %s", err.message);
-            out_error(j, 500, "internal_error", msg);
-            return true;
-        }
-        count_prompt(s, n, srv_now() - t0);
-        cached_push(sl, j->prompt + sl->prefill_pos, n);
-        sl->prefill_pos += n;
-        if (last) sl->phase = 1;
-        return false;
-    }
-    double t0 = srv_now();
     const float *lg = k2_context_logits(sl->ctx);
     memcpy(sl->logits, lg, (size_t)s->n_vocab * sizeof(float));
     apply_bans(s, j, sl->logits);
@@ -199,21 +191,75 @@ static bool step_model(srv *s, srv_slot *sl) {
         if (!special) k2_token_bytes(s->tok, tok, &b, NULL);
         ended = out_token(j, special ? tok : -1, b.ptr, b.len);
     }
-    if (after_token(s, sl, ended)) {
-        count_gen(s, srv_now() - t0);
-        return true;
-    }
-    if (k2_eval(sl->ctx, &tok, 1, K2_ROWS_LAST, NULL, &err) != K2_OK) {
-        k2_context_reset(sl->ctx);
-        sl->n_cached = 0;
-        char msg[K2_ERROR_MESSAGE_MAX + 32];
-        snprintf(msg, sizeof msg, "Generation failed: %s", err.message);
-        out_error(j, 500, "internal_error", msg);
-        return true;
-    }
-    cached_push(sl, &tok, 1);
-    count_gen(s, srv_now() - t0);
+    if (after_token(s, sl, ended)) return true;
+    sl->next_tok = tok;
     return false;
+}
+
+/* The tokens a slot evaluates this iteration. */
+static const int32_t *step_tokens(srv_slot *sl) {
+    return sl->phase == 0 ? sl->job->prompt + sl->prefill_pos : &sl->next_tok;
+}
+
+/* Evaluates the batch of slots bs[0..nb) (their rows: step_tokens, n_step each) in one
+ * forward pass, then books each slot's step. A slot whose step fails gets an error and is
+ * released; when a batch of several fails, each slot is retried alone so that only the
+ * failing ones end. */
+static void eval_batch(srv *s, srv_slot **bs, int nb) {
+    k2_context *ctxs[256];
+    const int32_t *toks[256];
+    uint32_t ns[256];
+    bool failed[256];
+    k2_error err;
+    bool any_logits = false;
+    size_t rows = 0;
+    for (int k = 0; k < nb; k++) {
+        srv_slot *sl = bs[k];
+        ctxs[k] = sl->ctx;
+        toks[k] = step_tokens(sl);
+        ns[k] = sl->n_step;
+        failed[k] = false;
+        rows += sl->n_step;
+        any_logits |= sl->phase != 0 || sl->prefill_pos + sl->n_step == sl->job->n_prompt;
+    }
+    double t0 = srv_now();
+    k2_status st = k2_eval_batch(ctxs, toks, ns, nb, any_logits ? K2_ROWS_LAST : K2_ROWS_NONE, &err);
+    if (st != K2_OK) {
+        if (nb == 1) {
+            failed[0] = true;
+            slot_fail(s, bs[0], &err);
+        } else {
+            for (int k = 0; k < nb; k++)
+                if (k2_eval(ctxs[k], toks[k], ns[k], K2_ROWS_LAST, NULL, &err) != K2_OK) {
+                    failed[k] = true;
+                    slot_fail(s, bs[k], &err);
+                }
+        }
+    }
+    /* the batch's time is shared out by rows */
+    double secs = srv_now() - t0;
+    pthread_mutex_lock(&s->m.mu);
+    s->m.batch_evals++;
+    s->m.batch_seqs += (uint64_t)nb;
+    s->m.batch_rows += rows;
+    pthread_mutex_unlock(&s->m.mu);
+    for (int k = 0; k < nb; k++) {
+        srv_slot *sl = bs[k];
+        srv_job *j = sl->job;
+        if (failed[k]) {
+            slot_release(s, sl);
+            continue;
+        }
+        double share = rows ? secs * (double)sl->n_step / (double)rows : 0;
+        cached_push(sl, toks[k], sl->n_step);
+        if (sl->phase == 0) {
+            count_prompt(s, sl->n_step, share);
+            sl->prefill_pos += sl->n_step;
+            if (sl->prefill_pos == j->n_prompt) sl->phase = 1;
+        } else {
+            count_gen(s, sl->t_sample + share);
+        }
+    }
 }
 
 /* One step of a test-script slot (spec §8.1). */
@@ -330,6 +376,9 @@ static void *sched_main(void *arg) {
 
         bool stepped = false;
         double next_ready = now + 0.25;
+        srv_slot *bs[256];
+        int nb = 0;
+        /* scripted slots step alone; decoding slots sample their next token */
         for (int i = 0; i < q->n_slots; i++) {
             srv_slot *sl = &q->slots[i];
             if (!sl->job) continue;
@@ -343,10 +392,34 @@ static void *sched_main(void *arg) {
                 if (sl->ready_at < next_ready) next_ready = sl->ready_at;
                 continue;
             }
+            if (j->scripted) {
+                stepped = true;
+                if (step_script(s, sl, t)) slot_release(s, sl);
+                continue;
+            }
+            if (sl->phase == 0) continue;
             stepped = true;
-            bool done = j->scripted ? step_script(s, sl, t) : step_model(s, sl);
-            if (done) slot_release(s, sl);
+            if (decode_sample(s, sl)) {
+                count_gen(s, srv_now() - t);
+                slot_release(s, sl);
+                continue;
+            }
+            sl->t_sample = srv_now() - t;
+            sl->n_step = 1;
+            bs[nb++] = sl;
         }
+        /* prefilling slots share batch_size prompt tokens, in slot order */
+        size_t budget = (size_t)s->o.batch_size;
+        for (int i = 0; i < q->n_slots && budget > 0; i++) {
+            srv_slot *sl = &q->slots[i];
+            if (!sl->job || sl->job->scripted || sl->phase != 0 || atomic_load(&sl->job->cancelled)) continue;
+            size_t n = K2_MIN(budget, sl->job->n_prompt - sl->prefill_pos);
+            budget -= n;
+            sl->n_step = (uint32_t)n;
+            bs[nb++] = sl;
+            stepped = true;
+        }
+        if (nb > 0) eval_batch(s, bs, nb);
         if (stepped) continue;
         pthread_mutex_lock(&q->mu);
         if (!q->stop && !q->q_head) {

@@ -484,8 +484,9 @@ static void test_reuse_logits(k2_model *m, const k2_tokenizer *tok, const golden
     gen_slot_clear(&cold);
 }
 
-/* Several concurrent streams on a 2-slot generator each equal their run alone. */
-static void test_concurrent(k2_model *m, const k2_tokenizer *tok, const golden *gd) {
+/* Several concurrent streams on a 2-slot and a 6-slot generator each equal their run alone;
+ * the slots' evaluations share forward passes (continuous batching). */
+static void test_concurrent(k2_model *m, const k2_tokenizer *tok, const golden *gd, uint32_t n_slots) {
     enum { N = 6, GEN = 12 };
     k2_error err;
     int32_t prompts[N][32];
@@ -512,7 +513,7 @@ static void test_concurrent(k2_model *m, const k2_tokenizer *tok, const golden *
         k2_generator_free(g);
     }
     k2_generator *g;
-    k2_generator_options o = gen_opts(2, 128);
+    k2_generator_options o = gen_opts(n_slots, 128);
     CHECK_OK(k2_generator_new(m, tok, &o, &g, &err), &err);
     k2_stream *s[N];
     for (int i = 0; i < N; i++) CHECK_OK(k2_generate(g, &reqs[i], &s[i], &err), &err);
@@ -520,6 +521,13 @@ static void test_concurrent(k2_model *m, const k2_tokenizer *tok, const golden *
         collect(s[i], &together[i]);
         k2_stream_free(s[i]);
     }
+    uint64_t batches, evals;
+    gen_generator_batch_stats(g, &batches, &evals);
+    printf("%u slots: %llu evaluations in %llu forward passes\n", n_slots, (unsigned long long)evals,
+           (unsigned long long)batches);
+    /* N requests of 1 prompt chunk + GEN - 1 decode steps each */
+    CHECK_MSG(evals == (uint64_t)N * GEN && batches < evals, "%llu evaluations in %llu passes",
+              (unsigned long long)evals, (unsigned long long)batches);
     k2_generator_free(g);
     for (int i = 0; i < N; i++) {
         CHECK(together[i].final.type == K2_CHUNK_DONE && together[i].n_ids == GEN);
@@ -645,7 +653,8 @@ int main(void) {
     if (m) {
         test_golden(m, tok, &gd);
         test_reuse_logits(m, tok, &gd);
-        test_concurrent(m, tok, &gd);
+        test_concurrent(m, tok, &gd, 2);
+        test_concurrent(m, tok, &gd, 6);
         test_cancel(m, tok, &gd);
         test_chat(m, tok);
     }

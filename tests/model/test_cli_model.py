@@ -62,6 +62,16 @@ def main():
         check(p.returncode == 2, "malformed --tokens is a usage error")
         p = k2("logits", "-m", m, "--tokens", "1")
         check(p.returncode == 2, "missing --out is a usage error")
+        # k2 bench: one sequence, and --parallel (sequences decoded together, aggregate rates)
+        import json
+        for par in (1, 3):
+            p = k2("bench", "-m", m, "-p", "4", "-n", "2", "--threads", "1", "--parallel", str(par), "--json")
+            j = json.loads(p.stdout) if p.returncode == 0 else {}
+            check(j.get("parallel") == par and j.get("decode_tps", 0) > 0 and j.get("prefill_tps", 0) > 0 and
+                  abs(j["decode_tps_per_seq"] * par - j["decode_tps"]) < 1e-3 * j["decode_tps"],
+                  f"bench --parallel {par}: {p.stdout.strip()} {p.stderr.strip()}")
+        p = k2("bench", "-m", m, "--parallel", "0")
+        check(p.returncode == 2 and "parallel" in p.stderr, f"bench --parallel 0 is a usage error: {p.stderr.strip()}")
     return 1 if fails else 0
 
 
