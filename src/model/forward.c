@@ -133,12 +133,17 @@ typedef struct attn_kernels {
 } attn_kernels;
 
 static attn_kernels attn_k = {scores_c, latent_c, f16_row_c};
+/* fast mode: the same, or AVX-512 + FMA loops that round differently (attn_avx512.c) */
+static attn_kernels attn_k_fast = {scores_c, latent_c, f16_row_c};
 
 static void attn_kernels_init(void) {
 #if defined(__x86_64__)
     /* the quant module's level (AVX2 implies FMA and F16C there), lowered by K2_CPU */
     if (quant_cpu_level_active() >= QUANT_CPU_AVX2)
         attn_k = (attn_kernels){model_attn_scores_avx2, model_attn_latent_avx2, model_f16_row_avx2};
+    attn_k_fast = attn_k;
+    if (quant_cpu_level_active() >= QUANT_CPU_AVX512)
+        attn_k_fast = (attn_kernels){model_attn_scores_avx512, model_attn_latent_avx512, model_f16_row_avx2};
 #endif
 }
 
@@ -162,6 +167,7 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     int64_t H = hp->n_head, d_c = hp->kv_lora_rank, rw = (int64_t)ctx->cache_row, hc = ctx->head_chunk;
     int64_t n_chunks = (H + hc - 1) / hc;
     float *z = ctx->scratch[tid].scores, *buf = ctx->scratch[tid].kvrow;
+    const attn_kernels *ak = ctx->exact ? &attn_k : &attn_k_fast;
     for (int64_t it = b; it < e; it++) {
         int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc);
         const model_seg *sg = seg_of(j->seg, j->nseg, t);
@@ -171,7 +177,7 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
         float *lat = ctx->lat + (t * H + h0) * d_c;
         for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
             int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
-            attn_k.scores(q, rw, nh, cache_rows(cc, j->layer, u0, nk, buf), rw, nk, rw, hp->kq_scale, z + u0, n_kv);
+            ak->scores(q, rw, nh, cache_rows(cc, j->layer, u0, nk, buf), rw, nk, rw, hp->kq_scale, z + u0, n_kv);
         }
         for (int64_t h = 0; h < nh; h++) {
             float *zh = z + h * n_kv, zmax = -INFINITY;
@@ -188,7 +194,7 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
         memset(lat, 0, sizeof(float) * (size_t)(nh * d_c));
         for (int64_t u0 = 0; u0 < n_kv; u0 += MODEL_KV_BLOCK) {
             int64_t nk = K2_MIN((int64_t)MODEL_KV_BLOCK, n_kv - u0);
-            attn_k.latent(z + u0, n_kv, nh, cache_rows(cc, j->layer, u0, nk, buf), rw, nk, d_c, lat, d_c);
+            ak->latent(z + u0, n_kv, nh, cache_rows(cc, j->layer, u0, nk, buf), rw, nk, d_c, lat, d_c);
         }
     }
 }
@@ -206,8 +212,8 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
     /* A2: q-LoRA (q_a, norm, q_b) or plain attn_q */
     /* A2 and A4 read the same normed input: one job, one activation conversion */
     model_mm first[2] = {
-        {rq > 0 ? ly->q_a : ly->q, ctx->h, d, rq > 0 ? ctx->cq : ctx->q, rq > 0 ? rq : H * d_k, T},
-        {ly->kv_a, ctx->h, d, ctx->kv, rw, T}};
+        {rq > 0 ? ly->q_a : ly->q, ctx->h, d, rq > 0 ? ctx->cq : ctx->q, rq > 0 ? rq : H * d_k, T, 0, false},
+        {ly->kv_a, ctx->h, d, ctx->kv, rw, T, 0, false}};
     model_matmul_multi(ctx, first, 2);
     if (rq > 0) {
         for (int64_t t = 0; t < T; t++) rmsnorm(ctx->cq + t * rq, ctx->cq + t * rq, ly->q_a_norm, rq, hp->rms_eps);
@@ -225,7 +231,7 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
     /* §4.5 step 1: absorbed query rows [q~_i = W^UK_i^T q^N_i ; RoPE(q^R_i)] */
     for (int64_t i = 0; i < H; i++)
         ctx->mm[i] = (model_mm){model_weight_slice(&ly->k_b, i), ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw,
-                                H * rw, T};
+                                H * rw, T, 0, false};
     model_matmul_multi(ctx, ctx->mm, (int)H);
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < H; i++) {
@@ -239,7 +245,7 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
     /* §4.5 step 5: decompress with W^UV per head */
     for (int64_t i = 0; i < H; i++)
         ctx->mm[i] = (model_mm){model_weight_slice(&ly->v_b, i), ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v,
-                                H * d_v, T};
+                                H * d_v, T, 0, false};
     model_matmul_multi(ctx, ctx->mm, (int)H);
     /* A9, A10 */
     model_matmul(ctx, &ly->out, ctx->o, H * d_v, ctx->y, d, T);
@@ -253,7 +259,7 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
 static void swiglu_ffn(k2_context *ctx, const model_weight *gate, const model_weight *up,
                        const model_weight *down, const float *h, float *y, int64_t T) {
     int64_t d = ctx->model->hp.n_embd, f = gate->rows;
-    model_mm gu[2] = {{*gate, h, d, ctx->f1, f, T}, {*up, h, d, ctx->f2, f, T}};
+    model_mm gu[2] = {{*gate, h, d, ctx->f1, f, T, 0, false}, {*up, h, d, ctx->f2, f, T, 0, false}};
     model_matmul_multi(ctx, gu, 2);
     swiglu(ctx, ctx->f1, ctx->f2, T * f);
     model_matmul(ctx, down, ctx->f1, f, y, d, T);
@@ -367,13 +373,14 @@ static void moe(k2_context *ctx, int l, int64_t T) {
      * buffers are (token, k) pairs grouped by expert; etok maps them back to t*K + k. */
     int64_t n = 0, ne = 0;
     for (int64_t e = 0; e < E; e++) {
-        int64_t start = n;
+        int64_t start = n, ng = 0; /* ng: rows from the batch's GEMM rows (they come first) */
         for (int64_t t = 0; t < T; t++)
             for (int64_t k = 0; k < K; k++)
                 if (ctx->sel[t * K + k] == e) {
                     ctx->etok[n] = (int32_t)(t * K + k);
                     memcpy(ctx->ex + n * d, ctx->h + t * d, sizeof(float) * (size_t)d);
                     n++;
+                    ng += t < ctx->gemm_rows;
                 }
         if (n == start) continue;
         model_weight gate = model_weight_slice(&ly->gate_exps, e), up;
@@ -385,10 +392,10 @@ static void moe(k2_context *ctx, int l, int64_t T) {
         } else {
             up = model_weight_slice(&ly->up_exps, e);
         }
-        ctx->mm[2 * ne] = (model_mm){gate, ctx->ex + start * d, d, ctx->f1 + start * fe, fe, n - start};
-        ctx->mm[2 * ne + 1] = (model_mm){up, ctx->ex + start * d, d, ctx->f2 + start * fe, fe, n - start};
+        ctx->mm[2 * ne] = (model_mm){gate, ctx->ex + start * d, d, ctx->f1 + start * fe, fe, n - start, ng, true};
+        ctx->mm[2 * ne + 1] = (model_mm){up, ctx->ex + start * d, d, ctx->f2 + start * fe, fe, n - start, ng, true};
         ctx->mm[2 * E + 2 + ne] = (model_mm){model_weight_slice(&ly->down_exps, e), ctx->f1 + start * fe, fe,
-                                         ctx->ey + start * d, d, n - start};
+                                             ctx->ey + start * d, d, n - start, ng, true};
         ne++;
     }
     /* M10: the shared experts (width S * f_e, weight 1) join the same two jobs; their rows
@@ -397,9 +404,9 @@ static void moe(k2_context *ctx, int l, int64_t T) {
     int64_t fs = shared ? ly->gate_sh.rows : 0;
     float *sf1 = ctx->f1 + n * fe, *sf2 = ctx->f2 + n * fe;
     if (shared) {
-        ctx->mm[2 * ne] = (model_mm){ly->gate_sh, ctx->h, d, sf1, fs, T};
-        ctx->mm[2 * ne + 1] = (model_mm){ly->up_sh, ctx->h, d, sf2, fs, T};
-        ctx->mm[2 * E + 2 + ne] = (model_mm){ly->down_sh, sf1, fs, ctx->sh, d, T};
+        ctx->mm[2 * ne] = (model_mm){ly->gate_sh, ctx->h, d, sf1, fs, T, 0, false};
+        ctx->mm[2 * ne + 1] = (model_mm){ly->up_sh, ctx->h, d, sf2, fs, T, 0, false};
+        ctx->mm[2 * E + 2 + ne] = (model_mm){ly->down_sh, sf1, fs, ctx->sh, d, T, 0, false};
     }
     model_matmul_multi(ctx, ctx->mm, (int)(2 * ne + 2 * shared));
     swiglu(ctx, ctx->f1, ctx->f2, n * fe + T * fs);
@@ -601,17 +608,24 @@ k2_status model_forward_multi(k2_context *const *ctxs, const int32_t *const *tok
     bool touched_logits = false;
     while (st == K2_OK) {
         int nseg = 0;
-        int64_t T = 0;
-        for (int q = 0; q < n_seq && T < UBATCH; q++) {
-            if (off[q] >= n_tokens[q]) continue;
-            int64_t take = K2_MIN((int64_t)UBATCH - T, (int64_t)(n_tokens[q] - off[q]));
-            bool last = off[q] + take == n_tokens[q];
-            bool want = rows != K2_ROWS_NONE && last;
-            segs[nseg++] = (model_seg){ctxs[q], T, take, (int64_t)ctxs[q]->len + off[q], tokens[q] + off[q], q, want,
-                                       want && logits && rows == K2_ROWS_LAST ? logits : NULL};
-            T += take;
+        int64_t T = 0, Tg = 0;
+        /* sequences that gave this eval MODEL_GEMM_MIN_TOK tokens or more come first: their
+         * rows (and only theirs) take the panel GEMM, whatever else shares the batch */
+        for (int pass = 0; pass < 2; pass++) {
+            for (int q = 0; q < n_seq && T < UBATCH; q++) {
+                if (off[q] >= n_tokens[q] || (n_tokens[q] >= MODEL_GEMM_MIN_TOK) != (pass == 0)) continue;
+                int64_t take = K2_MIN((int64_t)UBATCH - T, (int64_t)(n_tokens[q] - off[q]));
+                bool last = off[q] + take == n_tokens[q];
+                bool want = rows != K2_ROWS_NONE && last;
+                segs[nseg++] = (model_seg){ctxs[q], T, take, (int64_t)ctxs[q]->len + off[q], tokens[q] + off[q], q,
+                                           want, want && logits && rows == K2_ROWS_LAST ? logits : NULL};
+                T += take;
+            }
+            if (pass == 0) Tg = T;
         }
         if (nseg == 0) break;
+        ctx->batch_rows = T;
+        ctx->gemm_rows = Tg;
         float *all = NULL;
         if (rows == K2_ROWS_ALL && logits) /* one sequence (k2_eval) */
             all = logits + (size_t)off[0] * hp->n_vocab;

@@ -34,38 +34,41 @@ static void exact_rows(float *buf, const model_mm *mm, int64_t row0, int64_t row
     }
 }
 
-/* Fewest tokens for which the panel GEMM beats the row kernels (measured with
- * `quant_bench -g`: x1.4-1.9 at 8 tokens, about even at 4). */
-#define MODEL_GEMM_MIN_TOK 6
-
-/* Fast rows: the activations were converted to the weight type's activation format
- * (spec §7.1: Q8_0, Q8_1, Q8_K, f16, bf16) once per token; each row uses the dot kernel,
- * as llama.cpp's CPU backend does. */
-static void fast_rows(const model_mm *mm, const quant_type_traits *tr, const uint8_t *act, size_t ab,
-                      const uint8_t *packed, int64_t row0, int64_t row1) {
+/* Row kernels for tokens [t0, t1) and weight rows [row0, row1): the activations were
+ * converted to the weight type's activation format (spec §7.1: Q8_0, Q8_1, Q8_K, f16,
+ * bf16) once per token; each row uses the dot kernel, as llama.cpp's CPU backend does,
+ * or the multi-token kernel (each weight block decoded once for a group of tokens;
+ * bit-identical to vec_dot). */
+static void row_kernels(const model_mm *mm, const quant_type_traits *tr, const uint8_t *act, size_t ab, int64_t t0,
+                        int64_t t1, int64_t row0, int64_t row1) {
     const model_weight *w = &mm->w;
-    if (packed) {
-        /* a batch: the panel GEMM shares each weight block's unpacking and scale work
-         * across 16 rows and up to 128 tokens; rows past the last whole panel go on to
-         * the row kernels below */
-        int64_t full = (row1 - row0) - (row1 - row0) % QUANT_GEMM_ROWS;
-        if (full > 0)
-            tr->gemm(w->cols, w->data + (size_t)row0 * w->row_bytes, w->row_bytes, full, packed, mm->n_tok,
-                     mm->y + row0, (size_t)mm->ldy);
-        row0 += full;
-        if (row0 >= row1) return;
-    }
-    if (mm->n_tok > 1 && tr->matmul) {
-        /* several tokens: the multi-token kernel decodes each weight block once for a group
-         * of tokens and tiles rows and tokens for the caches; bit-identical to vec_dot */
-        tr->matmul(w->cols, w->data + (size_t)row0 * w->row_bytes, w->row_bytes, row1 - row0, act, ab, mm->n_tok,
-                   mm->y + row0, (size_t)mm->ldy);
+    if (t1 - t0 > 1 && tr->matmul) {
+        tr->matmul(w->cols, w->data + (size_t)row0 * w->row_bytes, w->row_bytes, row1 - row0, act + (size_t)t0 * ab, ab,
+                   t1 - t0, mm->y + t0 * mm->ldy + row0, (size_t)mm->ldy);
         return;
     }
     for (int64_t o = row0; o < row1; o++) {
         const uint8_t *row = w->data + (size_t)o * w->row_bytes;
-        for (int64_t t = 0; t < mm->n_tok; t++) tr->vec_dot(w->cols, &mm->y[t * mm->ldy + o], row, act + (size_t)t * ab);
+        for (int64_t t = t0; t < t1; t++) tr->vec_dot(w->cols, &mm->y[t * mm->ldy + o], row, act + (size_t)t * ab);
     }
+}
+
+/* Fast rows [row0, row1) of one product: its first ng tokens (packed) on the panel GEMM,
+ * which shares each weight block's unpacking and scale work across 16 rows and up to 128
+ * tokens; weight rows past the last whole panel and the other tokens on the row kernels. */
+static void fast_rows(const model_mm *mm, const quant_type_traits *tr, const uint8_t *act, size_t ab,
+                      const uint8_t *packed, int64_t ng, int64_t row0, int64_t row1) {
+    const model_weight *w = &mm->w;
+    if (packed && ng > 0) {
+        int64_t full = (row1 - row0) - (row1 - row0) % QUANT_GEMM_ROWS;
+        if (full > 0)
+            tr->gemm(w->cols, w->data + (size_t)row0 * w->row_bytes, w->row_bytes, full, packed, ng, mm->y + row0,
+                     (size_t)mm->ldy);
+        if (full < row1 - row0) row_kernels(mm, tr, act, ab, 0, ng, row0 + full, row1);
+        if (ng < mm->n_tok) row_kernels(mm, tr, act, ab, ng, mm->n_tok, row0, row1);
+        return;
+    }
+    row_kernels(mm, tr, act, ab, 0, mm->n_tok, row0, row1);
 }
 
 /* The fast-mode traits for w, or NULL when the exact path applies (exact mode, F32 weights,
@@ -79,10 +82,12 @@ static const quant_type_traits *fast_traits(const k2_context *ctx, const model_w
     return tr;
 }
 
-/* Whether product mm runs on the panel GEMM (packed activations). */
-static bool use_gemm(const model_mm *mm, const quant_type_traits *tr) {
-    return tr && tr->gemm && tr->vec_dot_type == K2_TYPE_Q8_K && mm->n_tok >= MODEL_GEMM_MIN_TOK &&
-           mm->w.rows >= QUANT_GEMM_ROWS && mm->w.cols % 256 == 0;
+/* Leading token rows of product mm that run on the panel GEMM (packed activations). */
+static int64_t gemm_tokens(const k2_context *ctx, const model_mm *mm, const quant_type_traits *tr) {
+    if (!tr || !tr->gemm || tr->vec_dot_type != K2_TYPE_Q8_K || mm->w.rows < QUANT_GEMM_ROWS || mm->w.cols % 256 != 0)
+        return 0;
+    int64_t n = mm->gemm_set ? mm->n_gemm : mm->n_tok == ctx->batch_rows ? ctx->gemm_rows : 0;
+    return K2_MIN(n, mm->n_tok);
 }
 
 /* Activation conversion of several tokens, split across the pool: item i is token
@@ -118,12 +123,14 @@ typedef struct multi_job {
     const quant_type_traits **tr;      /* NULL: exact rows */
     const size_t *act_off, *act_bytes;
     const size_t *pack_off;            /* packed activations of GEMM products, SIZE_MAX: none */
+    const int64_t *pack_ng;            /* how many leading tokens they hold */
 } multi_job;
 
 /* Packing for the GEMM, split across the pool: item i is group i - pfirst[k] of product pg[k]. */
 typedef struct pack_job {
     const model_mm *mm;
     const size_t *act_off, *act_bytes, *pack_off;
+    const int64_t *pack_ng;
     uint8_t *act;
     const int *pg;
     const int64_t *pfirst;
@@ -139,7 +146,7 @@ static void pack_task(void *arg, int64_t b, int64_t e, int tid) {
         while (k + 1 < j->np && j->pfirst[k + 1] <= i) k++;
         int g = j->pg[k];
         int64_t stop = K2_MIN(e, j->pfirst[k + 1]);
-        quant_gemm_pack(j->mm[g].w.cols, j->act + j->act_off[g], j->act_bytes[g], j->mm[g].n_tok, i - j->pfirst[k],
+        quant_gemm_pack(j->mm[g].w.cols, j->act + j->act_off[g], j->act_bytes[g], j->pack_ng[g], i - j->pfirst[k],
                         stop - j->pfirst[k], j->act + j->pack_off[g]);
         i = stop;
     }
@@ -159,7 +166,7 @@ static void multi_task(void *arg, int64_t b, int64_t e, int tid) {
         if (r0 >= r1) continue;
         if (j->tr[g])
             fast_rows(&j->mm[g], j->tr[g], j->ctx->act + j->act_off[g], j->act_bytes[g],
-                      j->pack_off[g] != SIZE_MAX ? j->ctx->act + j->pack_off[g] : NULL, r0, r1);
+                      j->pack_off[g] != SIZE_MAX ? j->ctx->act + j->pack_off[g] : NULL, j->pack_ng[g], r0, r1);
         else
             exact_rows(j->ctx->scratch[tid].row, &j->mm[g], r0, r1);
     }
@@ -171,6 +178,7 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
     int64_t first[MULTI_MAX + 1];
     const quant_type_traits *tr[MULTI_MAX];
     size_t act_off[MULTI_MAX], act_bytes[MULTI_MAX], pack_off[MULTI_MAX];
+    int64_t pack_ng[MULTI_MAX];
     for (int base = 0; base < n; base += MULTI_MAX) {
         int cnt = K2_MIN(n - base, MULTI_MAX);
         const model_mm *m = mm + base;
@@ -199,16 +207,18 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
         pfirst[0] = 0;
         for (int g = 0; g < cnt; g++) {
             pack_off[g] = SIZE_MAX;
-            if (!use_gemm(&m[g], tr[g])) continue;
+            pack_ng[g] = gemm_tokens(ctx, &m[g], tr[g]);
+            if (pack_ng[g] <= 0) continue;
             for (int h = 0; h < g && pack_off[g] == SIZE_MAX; h++)
-                if (pack_off[h] != SIZE_MAX && act_off[h] == act_off[g] && (same[g] == h || same[g] == same[h] || same[h] == g))
+                if (pack_off[h] != SIZE_MAX && act_off[h] == act_off[g] && pack_ng[h] == pack_ng[g] &&
+                    (same[g] == h || same[g] == same[h] || same[h] == g))
                     pack_off[g] = pack_off[h];
             if (pack_off[g] != SIZE_MAX) continue;
             need = (need + 63) & ~(size_t)63;
             pack_off[g] = need;
-            need += quant_gemm_pack_bytes(m[g].w.cols, m[g].n_tok);
+            need += quant_gemm_pack_bytes(m[g].w.cols, pack_ng[g]);
             pg[np] = g;
-            pfirst[np + 1] = pfirst[np] + (m[g].n_tok + 7) / 8;
+            pfirst[np + 1] = pfirst[np] + (pack_ng[g] + 7) / 8;
             np++;
         }
         if (need > ctx->act_cap) {
@@ -241,13 +251,13 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
                 quant_task(&qj, 0, nrow, 0);
         }
         if (np > 0) {
-            pack_job pj = {m, act_off, act_bytes, pack_off, ctx->act, pg, pfirst, np};
+            pack_job pj = {m, act_off, act_bytes, pack_off, pack_ng, ctx->act, pg, pfirst, np};
             if (pfirst[np] >= 2 * (int64_t)ctx->n_threads)
                 model_pool_for(ctx->pool, pfirst[np], 1, pack_task, &pj);
             else
                 pack_task(&pj, 0, pfirst[np], 0);
         }
-        multi_job j = {ctx, m, cnt, first, tr, act_off, act_bytes, pack_off};
+        multi_job j = {ctx, m, cnt, first, tr, act_off, act_bytes, pack_off, pack_ng};
         /* ~64 chunks per thread, taken dynamically: a row's cost depends on its product's
          * type, width and token count (experts get different numbers of tokens in prefill),
          * and a few large chunks left one thread idle ~5% of a prefill (measured) */
@@ -262,7 +272,7 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
 
 void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_t ldx, float *y,
                   int64_t ldy, int64_t n_tok) {
-    model_mm mm = {*w, x, ldx, y, ldy, n_tok};
+    model_mm mm = {*w, x, ldx, y, ldy, n_tok, 0, false};
     model_matmul_multi(ctx, &mm, 1);
 }
 

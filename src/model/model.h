@@ -119,6 +119,10 @@ typedef struct model_mm {
     float *y;
     int64_t ldy;
     int64_t n_tok;
+    /* Leading rows that may take the panel GEMM (fast mode): with gemm_set false, derived
+     * from the batch (ctx->gemm_rows when n_tok == ctx->batch_rows, else none). */
+    int64_t n_gemm;
+    bool gemm_set;
 } model_mm;
 /* Runs n independent products as one parallel job: their output rows are split across the
  * pool's threads (so per-head and per-expert products cost one dispatch, not one each).
@@ -128,6 +132,10 @@ void model_matmul(k2_context *ctx, const model_weight *w, const float *x, int64_
                   float *y, int64_t ldy, int64_t n_tok);
 /* Checks that `type` can be dequantized (exact path). */
 bool model_type_supported(uint32_t type);
+
+/* Fewest tokens a sequence must give one eval for its rows to take the panel GEMM
+ * (measured with `quant_bench -g`: x1.4-1.9 the row kernels at 8 tokens, about even at 4). */
+#define MODEL_GEMM_MIN_TOK 6
 
 /* ---- fast-mode attention loops (attn_avx512.c; AVX-512 CPUs only) ---- */
 void model_attn_scores_avx512(const float *q, int64_t ldq, int64_t nh, const float *k, int64_t ldk, int64_t nk,
@@ -166,6 +174,11 @@ struct k2_context {
     int32_t *etok;           /* token list per expert */
     float *ex, *ey, *eout;    /* per-expert gathered inputs/outputs, weighted outputs [tok][K] */
     float *sh;               /* shared experts' output [tok][d] */
+    /* The current micro-batch: rows, and how many leading rows belong to sequences that
+     * gave k2_eval(_batch) at least MODEL_GEMM_MIN_TOK tokens. Only those take the panel
+     * GEMM, so a sequence's kernels (and bits) do not depend on what it is batched with:
+     * a decode token of a batch computes exactly as when decoded alone. */
+    int64_t batch_rows, gemm_rows;
     /* batches of several sequences (k2_eval_batch) */
     uint32_t scores_cap;     /* positions each scratch.scores holds (per head of a chunk) */
     float *blogits;          /* logits of the sequences of a batch [seq][n_vocab] */

@@ -408,12 +408,17 @@ static void *sched_main(void *arg) {
             sl->n_step = 1;
             bs[nb++] = sl;
         }
-        /* prefilling slots share batch_size prompt tokens, in slot order */
+        /* prefilling slots share batch_size prompt tokens, in slot order. A prompt is cut
+         * into the same chunks (batch_size tokens, then the rest) however busy the server
+         * is: a slot whose next chunk does not fit waits for the next iteration rather than
+         * taking a smaller piece, because the chunk sizes choose the kernels (model.h:
+         * MODEL_GEMM_MIN_TOK), and a request must get the same tokens as when served alone */
         size_t budget = (size_t)s->o.batch_size;
         for (int i = 0; i < q->n_slots && budget > 0; i++) {
             srv_slot *sl = &q->slots[i];
             if (!sl->job || sl->job->scripted || sl->phase != 0 || atomic_load(&sl->job->cancelled)) continue;
-            size_t n = K2_MIN(budget, sl->job->n_prompt - sl->prefill_pos);
+            size_t n = K2_MIN((size_t)s->o.batch_size, sl->job->n_prompt - sl->prefill_pos);
+            if (n > budget) continue;
             budget -= n;
             sl->n_step = (uint32_t)n;
             bs[nb++] = sl;
