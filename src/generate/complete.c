@@ -797,9 +797,12 @@ static void *job_main(void *arg) {
         }
     }
     free(ids);
-    gen_stream_release(j->s);
     gen_request_free(j->req);
     pthread_mutex_lock(&g->mu);
+    /* released under the generator's lock, with the job still listed: k2_generator_free
+     * cancels listed jobs' streams under that lock, and the stream may be freed right here
+     * (found by ThreadSanitizer) */
+    gen_stream_release(j->s);
     if (j->prev) j->prev->next = j->next;
     else g->jobs = j->next;
     if (j->next) j->next->prev = j->prev;

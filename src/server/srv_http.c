@@ -508,7 +508,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (r->job) return finish_job_reply(s, c, r);
-    if (r->sc) r->sc->processing = true;
+    if (r->sc) { /* under conn_mu: the watchdog reads it (ThreadSanitizer) */
+        pthread_mutex_lock(&s->conn_mu);
+        r->sc->processing = true;
+        pthread_mutex_unlock(&s->conn_mu);
+    }
     if (r->too_large) return send_error(s, c, r, 413, "request_too_large", NULL, "The request body is too large.", true);
     return dispatch(s, c, r);
 }

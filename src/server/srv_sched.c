@@ -159,8 +159,7 @@ static void note_first(srv *s, srv_job *j) {
     }
 }
 
-static void slot_fail(srv *s, srv_slot *sl, const k2_error *err) {
-    (void)s;
+static void slot_fail(srv_slot *sl, const k2_error *err) {
     k2_context_reset(sl->ctx);
     sl->n_cached = 0;
     char msg[K2_ERROR_MESSAGE_MAX + 32];
@@ -227,12 +226,12 @@ static void eval_batch(srv *s, srv_slot **bs, int nb) {
     if (st != K2_OK) {
         if (nb == 1) {
             failed[0] = true;
-            slot_fail(s, bs[0], &err);
+            slot_fail(bs[0], &err);
         } else {
             for (int k = 0; k < nb; k++)
                 if (k2_eval(ctxs[k], toks[k], ns[k], K2_ROWS_LAST, NULL, &err) != K2_OK) {
                     failed[k] = true;
-                    slot_fail(s, bs[k], &err);
+                    slot_fail(bs[k], &err);
                 }
         }
     }
