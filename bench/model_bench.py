@@ -76,7 +76,7 @@ def llama_child(a):
     from llama_cpp import Llama
     t0 = time.perf_counter()
     llm = Llama(model_path=a["model"], n_ctx=a["ctx"], n_threads=a["threads"], n_threads_batch=a["threads"],
-                n_batch=a["prompt"], n_ubatch=a["prompt"], verbose=False, use_mmap=True)
+                n_batch=a["prompt"], n_ubatch=min(a["prompt"], 512), verbose=False, use_mmap=True)
     n_vocab = llm.n_vocab()
     short = [(i * 7919 + 13) % (n_vocab - 64) for i in range(a["ttft_prompt"])]
     llm.eval(short)
