@@ -78,6 +78,8 @@ typedef struct kimi_sink {
     void (*call_header)(void *user, int k, const char *id, const char *name);
     void (*call_args)(void *user, int k, const char *s, size_t n);
     void *user;
+    /* text bytes the parser discards (leading whitespace of content); may be NULL */
+    void (*dropped)(void *user, size_t n);
 } kimi_sink;
 
 typedef enum kimi_state {
@@ -136,6 +138,22 @@ typedef struct script_piece {
     int32_t token;        /* >= 0: the control token it stands for; -1: text */
 } script_piece;
 
+/* One generated token's log-probabilities (§3.4), waiting until its bytes are routed. */
+#define SRV_MAX_TOP_LP 20
+typedef struct lp_tok {
+    int32_t id;                   /* -1: a scripted piece (no model, logprob 0) */
+    float lp;
+    int n_top;
+    int32_t top_id[SRV_MAX_TOP_LP];
+    float top_lp[SRV_MAX_TOP_LP];
+    char *bytes;
+    size_t len, rem;              /* the token's bytes; those not yet routed */
+    bool sent;                    /* its entry was produced */
+} lp_tok;
+
+/* Fills t (id, lp, n_top alternatives) from the raw logits at temperature 1. */
+void srv_logprobs(const float *logits, int32_t n_vocab, int32_t chosen, int n_top, lp_tok *t);
+
 typedef struct tool_call_acc {
     char *id, *name;
     sbuf args;
@@ -166,6 +184,8 @@ struct srv_job {
     size_t n_pieces;
     int piece_delay_ms, prompt_delay_ms;
     int64_t fail_after;          /* < 0: never */
+    bool want_lp;                /* logprobs requested (§3.4) */
+    int n_top_lp;                /* alternatives per token */
     char id[48];
     int64_t created;
     char *api_key;               /* for per-key limits; may be NULL */
@@ -201,6 +221,12 @@ struct srv_job {
     uint32_t n_cached;
     size_t script_pos;
     bool first_ce_seen;
+    lp_tok lp_cur;               /* set by the scheduler before out_token (lp_cur_set) */
+    bool lp_cur_set;
+    lp_tok *lp_q;                /* tokens whose bytes are not all routed yet */
+    size_t lp_head, lp_n, lp_cap;
+    json_t *lp_acc;              /* non-stream: the logprobs gathered so far */
+    size_t text_cp;              /* completions: code points of text sent so far */
     srv_job *next;               /* queue link */
 };
 

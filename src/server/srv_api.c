@@ -799,7 +799,8 @@ void api_completion(srv *s, bool chat, const char *body, size_t len, const char 
     int32_t *ids = NULL;
     size_t n_ids = 0;
     char *forced_id = NULL;
-    bool reasoning_separate = true, parallel = true;
+    bool reasoning_separate = true, parallel = true, want_lp = false;
+    int n_top_lp = 0;
     if (!check_model(s, o, &e)) goto fail;
     if (chat && !parse_messages(o, &c, &e)) goto fail;
     if (!chat && !field(o, "prompt")) {
@@ -817,10 +818,8 @@ void api_completion(srv *s, bool chat, const char *body, size_t len, const char 
             srv_fail(&e, 400, "invalid_value", "top_logprobs", "top_logprobs requires logprobs to be true.");
             goto fail;
         }
-        if (lp) {
-            srv_fail(&e, 400, "unsupported_value", "logprobs", "logprobs are not supported by this server yet.");
-            goto fail;
-        }
+        want_lp = lp;
+        n_top_lp = (int)tl;
     }
     if (!parse_bias(s, o, &g, &e)) goto fail;
     if (chat) {
@@ -883,11 +882,10 @@ void api_completion(srv *s, bool chat, const char *body, size_t len, const char 
         }
         if (lpv) {
             int64_t k = 0;
-            if (!get_int(o, "logprobs", 0, 5, &k, NULL, &e)) goto fail;
-            if (k > 0) {
-                srv_fail(&e, 400, "unsupported_value", "logprobs", "logprobs are not supported by this server yet.");
-                goto fail;
-            }
+            bool present = false;
+            if (!get_int(o, "logprobs", 0, 5, &k, &present, &e)) goto fail;
+            want_lp = present;
+            n_top_lp = (int)k;
         }
     }
     /* prompt */
@@ -920,6 +918,8 @@ void api_completion(srv *s, bool chat, const char *body, size_t len, const char 
     g.stop = NULL;
     g.n_stop = 0;
     j->reasoning_separate = reasoning_separate;
+    j->want_lp = want_lp;
+    j->n_top_lp = n_top_lp;
     j->tool_choice = c.tool_choice;
     j->has_tools = c.n_tools > 0;
     j->parallel_tool_calls = parallel;
@@ -1004,8 +1004,9 @@ static void emit_event(srv_job *j, json_t *o) {
     json_decref(o);
 }
 
-/* A chat chunk with one delta (stolen) and a finish reason (or NULL). */
-static void chat_chunk(srv_job *j, json_t *delta, const char *finish) {
+/* A chat chunk with one delta (stolen), its logprobs (stolen, NULL = null) and a finish
+ * reason (or NULL). */
+static void chat_chunk(srv_job *j, json_t *delta, json_t *lp, const char *finish) {
     if (!j->role_sent && (json_object_size(delta) > 0 || finish)) {
         j->role_sent = true;
         json_t *o = envelope(j);
@@ -1016,44 +1017,189 @@ static void chat_chunk(srv_job *j, json_t *delta, const char *finish) {
         emit_event(j, o);
     }
     json_t *o = envelope(j);
-    json_t *ch = json_pack("{s:i,s:o,s:n,s:o}", "index", 0, "delta", delta, "logprobs", "finish_reason",
-                           finish ? json_string(finish) : json_null());
+    json_t *ch = json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "delta", delta, "logprobs", lp ? lp : json_null(),
+                           "finish_reason", finish ? json_string(finish) : json_null());
     json_object_set_new(o, "choices", json_pack("[o]", ch));
     if (j->include_usage) json_object_set_new(o, "usage", json_null());
     emit_event(j, o);
 }
 
-static void text_chunk(srv_job *j, const char *s, size_t n, const char *finish) {
+static void text_chunk(srv_job *j, const char *s, size_t n, json_t *lp, const char *finish) {
     json_t *o = envelope(j);
-    json_t *ch = json_pack("{s:o,s:i,s:n,s:o}", "text", srv_json_str(s, n), "index", 0, "logprobs", "finish_reason",
-                           finish ? json_string(finish) : json_null());
+    json_t *ch = json_pack("{s:o,s:i,s:o,s:o}", "text", srv_json_str(s, n), "index", 0, "logprobs",
+                           lp ? lp : json_null(), "finish_reason", finish ? json_string(finish) : json_null());
     json_object_set_new(o, "choices", json_pack("[o]", ch));
     if (j->include_usage) json_object_set_new(o, "usage", json_null());
     emit_event(j, o);
+}
+
+/* ---- log-probabilities (§3.4) ----
+ * Every text token is queued with its byte count when it enters the hold-back buffer; the
+ * bytes that reach a sink are taken from the front of the queue in order. A token gets an
+ * entry (with all its bytes) when one of its bytes first goes into content, so a first token
+ * whose leading whitespace the parser strips (§7.4) still has one; bytes routed to reasoning or tool calls,
+ * dropped by the parser, cut by a stop string or belonging to markup (the queue is emptied
+ * at every marker token) take their tokens with them without an entry. */
+
+static void lp_queue(srv_job *j, const char *bytes, size_t n) {
+    if (!n) return;
+    if (j->lp_n == j->lp_cap) {
+        if (j->lp_head > 0) {
+            memmove(j->lp_q, j->lp_q + j->lp_head, (j->lp_n - j->lp_head) * sizeof *j->lp_q);
+            j->lp_n -= j->lp_head;
+            j->lp_head = 0;
+        }
+        if (j->lp_n == j->lp_cap) {
+            size_t cap = j->lp_cap ? j->lp_cap * 2 : 16;
+            lp_tok *q = realloc(j->lp_q, cap * sizeof *q);
+            if (!q) return;
+            j->lp_q = q;
+            j->lp_cap = cap;
+        }
+    }
+    lp_tok *t = &j->lp_q[j->lp_n];
+    if (j->lp_cur_set) {
+        *t = j->lp_cur;
+    } else {
+        memset(t, 0, sizeof *t);
+        t->id = -1;
+    }
+    t->bytes = malloc(n);
+    if (!t->bytes) return;
+    memcpy(t->bytes, bytes, n);
+    t->len = t->rem = n;
+    t->sent = false;
+    j->lp_n++;
+}
+
+static void lp_clear(srv_job *j) {
+    for (size_t i = j->lp_head; i < j->lp_n; i++) free(j->lp_q[i].bytes);
+    j->lp_head = j->lp_n = 0;
+}
+
+static json_t *lp_bytes_json(const char *b, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer((unsigned char)b[i]));
+    return a;
+}
+
+static json_t *lp_real(float v) { return json_real(isfinite(v) ? (double)v : -9999.0); }
+
+static size_t utf8_count(const char *s, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+/* Adds the entry of token t to dst: a chat array of entries, or the completions object of
+ * parallel arrays (text offset `cp` in code points). */
+static void lp_entry(srv_job *j, const lp_tok *t, size_t cp, json_t *dst) {
+    const k2_tokenizer *tok = j->s->tok;
+    if (j->chat) {
+        json_t *top = json_array();
+        for (int i = 0; i < t->n_top; i++) {
+            k2_str b = {0};
+            if (k2_token_bytes(tok, t->top_id[i], &b, NULL) != K2_OK) b.len = 0;
+            json_array_append_new(top, json_pack("{s:o,s:o,s:o}", "token", srv_json_str(b.ptr ? b.ptr : "", b.len),
+                                                 "logprob", lp_real(t->top_lp[i]), "bytes",
+                                                 lp_bytes_json(b.ptr, b.len)));
+        }
+        json_array_append_new(dst, json_pack("{s:o,s:o,s:o,s:o}", "token", srv_json_str(t->bytes, t->len), "logprob",
+                                             lp_real(t->lp), "bytes", lp_bytes_json(t->bytes, t->len),
+                                             "top_logprobs", top));
+        return;
+    }
+    json_array_append_new(json_object_get(dst, "tokens"), srv_json_str(t->bytes, t->len));
+    json_array_append_new(json_object_get(dst, "token_logprobs"), lp_real(t->lp));
+    json_t *top = json_object();
+    for (int i = 0; i < t->n_top; i++) {
+        k2_str b = {0};
+        if (k2_token_bytes(tok, t->top_id[i], &b, NULL) != K2_OK) b.len = 0;
+        sbuf key = {0};
+        srv_utf8_repair(&key, b.ptr ? b.ptr : "", b.len);
+        char *k = sbuf_take(&key);
+        if (!json_object_get(top, k)) json_object_set_new(top, k, lp_real(t->top_lp[i]));   /* best first */
+        free(k);
+    }
+    json_array_append_new(json_object_get(dst, "top_logprobs"), top);
+    json_array_append_new(json_object_get(dst, "text_offset"), json_integer((json_int_t)cp));
+}
+
+static json_t *lp_new(srv_job *j) {
+    if (j->chat) return json_array();
+    return json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+}
+
+/* Takes n routed bytes off the queue; with dst (content s[0..n)), adds the entries of the
+ * tokens whose first byte is among them. */
+static void lp_take(srv_job *j, const char *s, size_t n, json_t *dst) {
+    size_t pos = 0;
+    while (pos < n && j->lp_head < j->lp_n) {
+        lp_tok *t = &j->lp_q[j->lp_head];
+        if (dst && !t->sent) {
+            t->sent = true;
+            lp_entry(j, t, j->text_cp + utf8_count(s, pos), dst);
+        }
+        size_t take = K2_MIN(t->rem, n - pos);
+        t->rem -= take;
+        pos += take;
+        if (t->rem == 0) {
+            free(t->bytes);
+            j->lp_head++;
+        }
+    }
+    if (dst) j->text_cp += utf8_count(s, n);
+}
+
+static void lp_append(json_t *acc, json_t *add) {
+    if (json_is_array(acc)) {
+        json_array_extend(acc, add);
+        return;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(add, k, v) json_array_extend(json_object_get(acc, k), v);
+}
+
+static void sink_dropped(void *u, size_t n) {
+    srv_job *j = u;
+    if (j->want_lp) lp_take(j, NULL, n, NULL);
 }
 
 static void sink_content(void *u, const char *s, size_t n) {
     srv_job *j = u;
     if (!n) return;
+    json_t *lp = NULL;
+    if (j->want_lp) {
+        lp = lp_new(j);
+        lp_take(j, s, n, lp);
+    }
     if (!j->stream) {
         sbuf_put(&j->content, s, n);
+        if (lp) {
+            if (!j->lp_acc) j->lp_acc = lp_new(j);
+            lp_append(j->lp_acc, lp);
+            json_decref(lp);
+        }
         return;
     }
     if (!j->chat) {
-        text_chunk(j, s, n, NULL);
+        text_chunk(j, s, n, lp, NULL);
         return;
     }
-    chat_chunk(j, json_pack("{s:o}", "content", srv_json_str(s, n)), NULL);
+    if (lp) lp = json_pack("{s:o}", "content", lp);
+    chat_chunk(j, json_pack("{s:o}", "content", srv_json_str(s, n)), lp, NULL);
 }
 
 static void sink_reasoning(void *u, const char *s, size_t n) {
     srv_job *j = u;
     if (!n) return;
+    sink_dropped(u, n);
     if (!j->stream) {
         sbuf_put(&j->reasoning, s, n);
         return;
     }
-    chat_chunk(j, json_pack("{s:o}", "reasoning_content", srv_json_str(s, n)), NULL);
+    chat_chunk(j, json_pack("{s:o}", "reasoning_content", srv_json_str(s, n)), NULL, NULL);
 }
 
 static bool call_dropped(srv_job *j, int k) { return !j->parallel_tool_calls && k >= 1; }
@@ -1073,23 +1219,25 @@ static void sink_header(void *u, int k, const char *id, const char *name) {
     }
     json_t *tc = json_pack("{s:i,s:s,s:s,s:{s:s,s:s}}", "index", k, "id", id, "type", "function", "function", "name",
                            name, "arguments", "");
-    chat_chunk(j, json_pack("{s:[o]}", "tool_calls", tc), NULL);
+    chat_chunk(j, json_pack("{s:[o]}", "tool_calls", tc), NULL, NULL);
 }
 
 static void sink_args(void *u, int k, const char *s, size_t n) {
     srv_job *j = u;
-    if (call_dropped(j, k) || !n) return;
+    if (!n) return;
+    sink_dropped(u, n);
+    if (call_dropped(j, k)) return;
     if (!j->stream) {
         if (j->n_calls_acc) sbuf_put(&j->calls[j->n_calls_acc - 1].args, s, n);
         return;
     }
     json_t *tc = json_pack("{s:i,s:{s:o}}", "index", k, "function", "arguments", srv_json_str(s, n));
-    chat_chunk(j, json_pack("{s:[o]}", "tool_calls", tc), NULL);
+    chat_chunk(j, json_pack("{s:[o]}", "tool_calls", tc), NULL, NULL);
 }
 
 void out_begin(srv_job *j) {
     textbuf_init(&j->text, j->stop, j->n_stop);
-    kimi_sink sink = {sink_content, sink_reasoning, sink_header, sink_args, j};
+    kimi_sink sink = {sink_content, sink_reasoning, sink_header, sink_args, j, sink_dropped};
     kimi_init(&j->parser, j->reasoning_separate, &sink);
     if (j->chat && j->forced_id) kimi_force_call(&j->parser, j->forced_id, j->forced_name);
 }
@@ -1112,10 +1260,13 @@ bool out_token(srv_job *j, int32_t token, const char *bytes, size_t n) {
             sbuf_free(&rel);
             if (m == KM_CE) j->first_ce_seen = true;
             kimi_on_mark(&j->parser, (kimi_mark)m);
+            if (j->want_lp) lp_clear(j);   /* text before a marker not routed by now was markup */
             return false;
         }
         return false;
     }
+    if (j->want_lp) lp_queue(j, bytes, n);
+    j->lp_cur_set = false;
     sbuf rel = {0};
     bool stopped = textbuf_push(&j->text, bytes, n, &rel);
     route_text(j, rel.p, rel.len);
@@ -1148,8 +1299,8 @@ void out_finish(srv_job *j, const char *finish) {
         pthread_mutex_unlock(&j->s->m.mu);
     }
     if (j->stream) {
-        if (j->chat) chat_chunk(j, json_object(), finish);
-        else text_chunk(j, "", 0, finish);
+        if (j->chat) chat_chunk(j, json_object(), NULL, finish);
+        else text_chunk(j, "", 0, NULL, finish);
         if (j->include_usage) {
             json_t *o = envelope(j);
             json_object_set_new(o, "choices", json_array());
@@ -1178,10 +1329,14 @@ void out_finish(srv_job *j, const char *finish) {
             }
             json_object_set_new(msg, "tool_calls", arr);
         }
-        choice = json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "message", msg, "logprobs", "finish_reason", finish);
+        json_t *lp = json_null();
+        if (j->want_lp) lp = json_pack("{s:o,s:n}", "content", j->lp_acc ? json_incref(j->lp_acc) : json_array(), "refusal");
+        choice = json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "message", msg, "logprobs", lp, "finish_reason", finish);
     } else {
-        choice = json_pack("{s:o,s:i,s:n,s:s}", "text", srv_json_str(j->content.p ? j->content.p : "", j->content.len),
-                           "index", 0, "logprobs", "finish_reason", finish);
+        json_t *lp = json_null();
+        if (j->want_lp) lp = j->lp_acc ? json_incref(j->lp_acc) : lp_new(j);
+        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", srv_json_str(j->content.p ? j->content.p : "", j->content.len),
+                           "index", 0, "logprobs", lp, "finish_reason", finish);
     }
     json_object_set_new(o, "choices", json_pack("[o]", choice));
     json_object_set_new(o, "usage", usage_json(j));

@@ -89,6 +89,9 @@ void job_unref(srv_job *j) {
     for (size_t i = 0; i < j->n_pieces; i++) free(j->pieces[i].bytes);
     free(j->pieces);
     free(j->api_key);
+    for (size_t i = j->lp_head; i < j->lp_n; i++) free(j->lp_q[i].bytes);
+    free(j->lp_q);
+    if (j->lp_acc) json_decref(j->lp_acc);
     sbuf_free(&j->out);
     if (j->sampler) k2_sampler_free(j->sampler);
     textbuf_free(&j->text);

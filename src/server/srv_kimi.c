@@ -30,9 +30,15 @@ void kimi_free(kimi_parser *p) {
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+static void emit_dropped(kimi_parser *p, size_t n) {
+    if (n && p->sink.dropped) p->sink.dropped(p->sink.user, n);
+}
+
 static void emit_content(kimi_parser *p, const char *s, size_t n) {
     if (!p->content_started) {
+        size_t n0 = n;
         while (n && is_ws(*s)) s++, n--;
+        emit_dropped(p, n0 - n);
         if (!n) return;
         p->content_started = true;
     }
@@ -42,6 +48,7 @@ static void emit_content(kimi_parser *p, const char *s, size_t n) {
 static void emit_reasoning(kimi_parser *p, const char *s, size_t n) {
     if (n && p->sink.reasoning) p->sink.reasoning(p->sink.user, s, n);
 }
+
 
 /* Longest suffix of s[0..n) that is a proper prefix of tag. */
 static size_t partial_suffix(const char *s, size_t n, const char *tag) {
@@ -65,6 +72,7 @@ static void reasoning_text(kimi_parser *p, const char *s, size_t n) {
         size_t before = (size_t)(close - b);
         size_t after_off = before + sizeof THINK_CLOSE - 1;
         emit_reasoning(p, b, before);
+        emit_dropped(p, after_off - before);
         sbuf rest = {0};
         sbuf_put(&rest, b + after_off, len - after_off);
         p->think_hold.len = 0;
@@ -94,6 +102,7 @@ static void start_text(kimi_parser *p, const char *s, size_t n) {
         sbuf tail = {0};
         sbuf_put(&tail, b + i + tl, rest - tl);
         p->think_hold.len = 0;
+        emit_dropped(p, i + tl);
         p->state = KS_REASONING;
         if (tail.len) reasoning_text(p, tail.p, tail.len);
         sbuf_free(&tail);

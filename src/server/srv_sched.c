@@ -129,6 +129,39 @@ static void apply_bans(srv *s, srv_job *j, float *lg) {
         lg[s->marks[KM_CB]] = -INFINITY;
 }
 
+/* §3.4: log-softmax of the raw logits (temperature 1, before bias, bans and penalties),
+ * with the log-sum-exp taken in double around the maximum so that no term overflows. The
+ * n_top best alternatives come from one pass keeping a small sorted list (n_top <= 20):
+ * descending logit, lower id first on ties. */
+void srv_logprobs(const float *lg, int32_t n_vocab, int32_t chosen, int n_top, lp_tok *t) {
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (lg[i] > mx) mx = lg[i];
+    double sum = 0;
+    if (isfinite(mx))
+        for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)lg[i] - (double)mx);
+    double lse = isfinite(mx) && sum > 0 ? (double)mx + log(sum) : 0;
+    if (n_top > SRV_MAX_TOP_LP) n_top = SRV_MAX_TOP_LP;
+    if (n_top > n_vocab) n_top = n_vocab;
+    int k = 0;
+    for (int32_t i = 0; i < n_vocab && n_top > 0; i++) {
+        float v = lg[i];
+        if (k == n_top && !(v > t->top_lp[k - 1])) continue;
+        int p = k < n_top ? k++ : k - 1;
+        while (p > 0 && v > t->top_lp[p - 1]) {
+            t->top_lp[p] = t->top_lp[p - 1];
+            t->top_id[p] = t->top_id[p - 1];
+            p--;
+        }
+        t->top_lp[p] = v;
+        t->top_id[p] = i;
+    }
+    t->n_top = k;
+    for (int i = 0; i < k; i++) t->top_lp[i] = (float)((double)t->top_lp[i] - lse);
+    t->id = chosen;
+    t->lp = (float)((double)lg[chosen] - lse);
+}
+
 /* After a token: the common end checks. Returns true when the job finished. */
 static bool after_token(srv *s, srv_slot *sl, bool ended) {
     srv_job *j = sl->job;
@@ -179,6 +212,12 @@ static bool decode_sample(srv *s, srv_slot *sl) {
     if (k2_sampler_sample(j->sampler, sl->logits, &tok, &err) != K2_OK) {
         out_error(j, 500, "internal_error", err.message);
         return true;
+    }
+    /* lg is the context's own row, untouched by the bans and the sampler (which work on
+     * the sl->logits copy): the raw logits §3.4 asks for */
+    if (j->want_lp) {
+        srv_logprobs(lg, s->n_vocab, tok, j->n_top_lp, &j->lp_cur);
+        j->lp_cur_set = true;
     }
     k2_sampler_accept(j->sampler, tok, true);
     j->n_gen++;

@@ -51,7 +51,7 @@ static const char *S(const char *s) { return s ? s : ""; }
 static int run(const char *const *ev, size_t n, bool reasoning, int split, acc *a) {
     memset(a, 0, sizeof *a);
     kimi_parser p;
-    kimi_sink sink = {on_content, on_reasoning, on_header, on_args, a};
+    kimi_sink sink = {on_content, on_reasoning, on_header, on_args, a, NULL};
     kimi_init(&p, reasoning, &sink);
     for (size_t i = 0; i < n; i++) {
         if (ev[i][0] == 1) {

@@ -211,6 +211,29 @@ def protocol_checks(srv):
         fin = st.get_final_completion()
     check(done_args == ['{"city": "Paris"}'], f"arguments.done events {done_args}")
     check(fin.choices[0].message.tool_calls[0].function.arguments == '{"city": "Paris"}', "helper final call")
+    # 23b. logprobs (§3.4) in test mode: entries only for the tokens whose text went into
+    # content (not tool-call markup, ids or arguments, not a cut stop string, not the end token)
+    lp_pieces = ["Let", " me", " check.", SB, CB, "functions.get_weather:0", AB, '{"city": "Paris"}', CE, SE, END]
+    r = cl.chat.completions.create(model=mid, messages=MSGS, tools=WEATHER, logprobs=True, top_logprobs=0,
+                                   extra_body=script(lp_pieces))
+    ents = r.choices[0].logprobs.content if r.choices[0].logprobs else []
+    check([e.token for e in ents] == ["Let", " me", " check."] and
+          all(e.logprob <= 0 and e.top_logprobs == [] for e in ents) and r.choices[0].logprobs.refusal is None,
+          f"logprobs entries around a tool call: {ents}")
+    sl = collect_stream(cl.chat.completions.create(model=mid, messages=MSGS, tools=WEATHER, logprobs=True,
+                                                   stream=True, extra_body=script(lp_pieces)))
+    got = [e.token for ch in sl["chunks"] for c in ch.choices if c.logprobs for e in c.logprobs.content]
+    check(got == ["Let", " me", " check."], f"streamed logprobs entries {got}")
+    check(all((c.logprobs is None) == (not c.delta.content) for ch in sl["chunks"] for c in ch.choices),
+          "logprobs exactly on content chunks")
+    r = cl.chat.completions.create(model=mid, messages=MSGS, logprobs=True, stop=["XY"],
+                                   extra_body=script(["ab", "cX", "Yd", "e"]))
+    check(r.choices[0].message.content == "abc" and
+          [e.token for e in r.choices[0].logprobs.content] == ["ab", "cX"], f"logprobs with a stop string {r}")
+    r = cl.completions.create(model=mid, prompt="Hi", logprobs=2, extra_body=script(["h\u00e9", "llo"]))
+    lp = r.choices[0].logprobs
+    check(r.choices[0].text == "h\u00e9llo" and lp.tokens == ["h\u00e9", "llo"] and lp.text_offset == [0, 2],
+          f"completions logprobs text_offset in code points {lp}")
     # 24. content before calls, parallel calls, whitespace, empty args
     p2 = ["Let me", " check.", SB, CB, " functions.get_weather:0 ", AB, ' {"city": "Paris"} ', CE,
           CB, "functions.get_weather:1", AB, "{}", CE, SE, END]
