@@ -30,7 +30,10 @@ static void write_file(const char *path, const uint8_t *d, size_t n) {
 static void init(void) {
     /* A private scratch folder under $TMPDIR (the harness's own files, not fuzz input). */
     const char *base = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/k2fuzz.XXXXXX", base && *base ? base : P_tmpdir);
+    int len = snprintf(g_dir, sizeof g_dir - 7, "%s/k2fuzz.", base && *base ? base : P_tmpdir);
+    if (len < 0 || (size_t)len >= sizeof g_dir - 7) abort();
+    memset(g_dir + len, 'X', 6); /* mkdtemp's template: six placeholder characters */
+    g_dir[len + 6] = '\0';
     if (!mkdtemp(g_dir)) abort();
     static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     FILE *f = fopen(tmp_path("tiktoken.model"), "wb");
