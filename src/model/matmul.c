@@ -210,8 +210,8 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
             pack_ng[g] = gemm_tokens(ctx, &m[g], tr[g]);
             if (pack_ng[g] <= 0) continue;
             for (int h = 0; h < g && pack_off[g] == SIZE_MAX; h++)
-                if (pack_off[h] != SIZE_MAX && act_off[h] == act_off[g] && pack_ng[h] == pack_ng[g] &&
-                    (same[g] == h || same[g] == same[h] || same[h] == g))
+                /* equal offsets = one shared conversion (distinct inputs never share one) */
+                if (pack_off[h] != SIZE_MAX && act_off[h] == act_off[g] && pack_ng[h] == pack_ng[g])
                     pack_off[g] = pack_off[h];
             if (pack_off[g] != SIZE_MAX) continue;
             need = (need + 63) & ~(size_t)63;

@@ -341,8 +341,8 @@ static inline __m512i scale2(int s0, int s1) {
 
 
 /* ---- IQ2_XXS / IQ3_XXS x Q8_K (§3.5): two sub-blocks per vector ----
- * The grid rows of 64 elements come from scalar loads (vpgather is slow under the Gather
- * Data Sampling microcode of these CPUs), their signs from one pdep-built
+ * The grid rows of 64 elements come from scalar loads (qk_iq2xxs_rows), their signs from
+ * one pdep-built
  * mask that negates the activation bytes (so the grid values stay the unsigned dpbusd
  * operand); 4-element sums stay below 2^15 (|grid| <= 62, |q8| <= 127), so the scales
  * (2s + 1, one per 8 lanes) are applied with dpwssd on the low words. */
@@ -360,20 +360,12 @@ ALWAYS_INLINE void iq23_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, 
             if (iq3) {
                 sw0 = qk_rd32(x + 66 + 8 * c);
                 sw1 = qk_rd32(x + 70 + 8 * c);
-                const uint8_t *q = x + 2 + 16 * c;
-                const uint32_t *g3 = quant_iq3xxs_grid;
-                G[c] = _mm512_set_epi32((int)g3[q[15]], (int)g3[q[14]], (int)g3[q[13]], (int)g3[q[12]], (int)g3[q[11]],
-                                        (int)g3[q[10]], (int)g3[q[9]], (int)g3[q[8]], (int)g3[q[7]], (int)g3[q[6]],
-                                        (int)g3[q[5]], (int)g3[q[4]], (int)g3[q[3]], (int)g3[q[2]], (int)g3[q[1]],
-                                        (int)g3[q[0]]);
+                G[c] = qk_iq3xxs_rows(x + 2 + 16 * c);
             } else {
                 const uint8_t *q = x + 2 + 16 * c;
                 sw0 = qk_rd32(q + 4);
                 sw1 = qk_rd32(q + 12);
-                const uint64_t *g2 = quant_iq2xxs_grid;
-                G[c] = _mm512_set_epi64((long long)g2[q[11]], (long long)g2[q[10]], (long long)g2[q[9]],
-                                        (long long)g2[q[8]], (long long)g2[q[3]], (long long)g2[q[2]],
-                                        (long long)g2[q[1]], (long long)g2[q[0]]);
+                G[c] = qk_iq2xxs_rows(q);
             }
             K[c] = (__mmask64)qk_iq_signs64(sw0, sw1);
             SC[c] = _mm512_mask_set1_epi32(_mm512_set1_epi32((int)(2 * (sw0 >> 28) + 1)), 0xff00, (int)(2 * (sw1 >> 28) + 1));

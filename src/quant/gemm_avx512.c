@@ -76,6 +76,10 @@ ALWAYS_INLINE void load_t(const uint8_t *x, size_t rb, int k, int bytes, __m512i
 
 static inline __m512 fp16_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 static inline __m512 fp16_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
+/* Word pairs (lo, hi) per lane, for dpwssd against a bsums dword (pair 2i, 2i + 1). */
+static inline __m512i word_pair(__m512i lo, __m512i hi) {
+    return _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(hi, 16));
+}
 static inline __m512i byte_k(__m512i v, int k) { return _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xff)); }
 
 /* ---- tile builders, one per type ---- */
@@ -100,7 +104,7 @@ ALWAYS_INLINE void tile_q45_k(gemm_tile *T, const uint8_t *x, size_t rb, bool q5
     for (int j = 0; j < 8; j++) {
         __m512i s = byte_k(j < 4 ? s_lo : s_hi, j & 3), m = byte_k(j < 4 ? m_lo : m_hi, j & 3);
         T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
-        T->mp[j] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+        T->mp[j] = word_pair(m, m);
     }
     const __m512i *qs = D + (q5 ? 12 : 4), *qh = D + 4;
     for (int p = 0; p < 32; p++) {
@@ -157,7 +161,7 @@ ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
 /* Word pairs (w_2i, w_2i+1) of 16 int32 lanes-vectors w[0..15] (lanes = rows). */
 ALWAYS_INLINE void pair_words(gemm_tile *T, const __m512i w[16]) {
     for (int i = 0; i < 8; i++)
-        T->mp[i] = _mm512_or_si512(_mm512_and_si512(w[2 * i], _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(w[2 * i + 1], 16));
+        T->mp[i] = word_pair(w[2 * i], w[2 * i + 1]);
 }
 
 /* Q2_K (§3.4): scales[16] (low nibble scale, high nibble min) at 0, qs[64] at 16 (element
@@ -214,9 +218,7 @@ ALWAYS_INLINE void tile_q3_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     }
 }
 
-/* (Grid rows come from scalar loads: vpgather is slow under the Gather Data Sampling
- * microcode of these CPUs, measured 1.6x slower tile builds.)
- * The I-quants have signed values v; the tile holds v + OFF (unsigned) and the sum is
+/* The I-quants have signed values v; the tile holds v + OFF (unsigned) and the sum is
  * corrected with OFF * bsum32 of the sub-block, folded into the mins term: with the
  * sub-block scale d * k * (integer m_j), the correction is dm * m_j * bsum32 with
  * dm = d * k * OFF. */
@@ -229,25 +231,24 @@ ALWAYS_INLINE void iq_scales(gemm_tile *T, const int32_t m[8][16], const uint16_
         __m512i mj = _mm512_loadu_si512(m[j]);
         T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(mj));
         /* the same integer in both words (dpwssd pairs bsums 2j and 2j + 1) */
-        T->mp[j] = _mm512_or_si512(_mm512_and_si512(mj, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(mj, 16));
+        T->mp[j] = word_pair(mj, mj);
     }
 }
 
-/* IQ2_XXS (§3.5): d, then per 32-element sub-block 4 grid indices and a word of signs
- * and scale s; value = d * (2s + 1) / 8 * grid * sign. */
-ALWAYS_INLINE void tile_iq2_xxs(gemm_tile *T, const uint8_t *x, size_t rb) {
+/* IQ2_XXS / IQ3_XXS (§3.5): d; IQ2_XXS: per 32-element sub-block 4 grid indices and a
+ * word of signs and scale s; IQ3_XXS: 64 grid indices (4 values each), then per sub-block
+ * that word. value = d * (2s + 1) / 8 (IQ2_XXS) or / 4 (IQ3_XXS) * grid * sign. */
+ALWAYS_INLINE void tile_iq23_xxs(gemm_tile *T, const uint8_t *x, size_t rb, bool iq3) {
     int32_t m[8][16];
     uint16_t dh[16];
     const __m512i off = _mm512_set1_epi8(64);
     for (int c = 0; c < 4; c++) {
         __m512i R[16];
         for (int r = 0; r < 16; r++) {
-            const uint8_t *q = x + (size_t)r * rb + 2 + 16 * c;
-            uint32_t sw0 = qk_rd32(q + 4), sw1 = qk_rd32(q + 12);
-            const uint64_t *g2 = quant_iq2xxs_grid;
-            __m512i g = _mm512_set_epi64((long long)g2[q[11]], (long long)g2[q[10]], (long long)g2[q[9]],
-                                         (long long)g2[q[8]], (long long)g2[q[3]], (long long)g2[q[2]],
-                                         (long long)g2[q[1]], (long long)g2[q[0]]);
+            const uint8_t *blk = x + (size_t)r * rb, *q = blk + 2 + 16 * c;
+            uint32_t sw0 = iq3 ? qk_rd32(blk + 66 + 8 * c) : qk_rd32(q + 4);
+            uint32_t sw1 = iq3 ? qk_rd32(blk + 70 + 8 * c) : qk_rd32(q + 12);
+            __m512i g = iq3 ? qk_iq3xxs_rows(q) : qk_iq2xxs_rows(q);
             R[r] = _mm512_mask_sub_epi8(_mm512_add_epi8(g, off), (__mmask64)qk_iq_signs64(sw0, sw1), off, g);
             m[2 * c][r] = (int32_t)(2 * (sw0 >> 28) + 1);
             m[2 * c + 1][r] = (int32_t)(2 * (sw1 >> 28) + 1);
@@ -256,35 +257,7 @@ ALWAYS_INLINE void tile_iq2_xxs(gemm_tile *T, const uint8_t *x, size_t rb) {
         for (int i = 0; i < 16; i++) T->w[16 * c + i] = R[i];
     }
     for (int r = 0; r < 16; r++) dh[r] = qk_rd16(x + (size_t)r * rb);
-    iq_scales(T, m, dh, 0.125f, 64.0f);
-}
-
-/* IQ3_XXS (§3.5): d, 64 grid indices (4 values each), then per sub-block a word of signs
- * and scale s; value = d * (2s + 1) / 4 * grid * sign. */
-ALWAYS_INLINE void tile_iq3_xxs(gemm_tile *T, const uint8_t *x, size_t rb) {
-    int32_t m[8][16];
-    uint16_t dh[16];
-    const __m512i off = _mm512_set1_epi8(64);
-    for (int c = 0; c < 4; c++) {
-        __m512i R[16];
-        for (int r = 0; r < 16; r++) {
-            const uint8_t *blk = x + (size_t)r * rb;
-            uint32_t sw0 = qk_rd32(blk + 66 + 8 * c), sw1 = qk_rd32(blk + 70 + 8 * c);
-            const uint8_t *q = blk + 2 + 16 * c;
-            const uint32_t *g3 = quant_iq3xxs_grid;
-            __m512i g = _mm512_set_epi32((int)g3[q[15]], (int)g3[q[14]], (int)g3[q[13]], (int)g3[q[12]], (int)g3[q[11]],
-                                         (int)g3[q[10]], (int)g3[q[9]], (int)g3[q[8]], (int)g3[q[7]], (int)g3[q[6]],
-                                         (int)g3[q[5]], (int)g3[q[4]], (int)g3[q[3]], (int)g3[q[2]], (int)g3[q[1]],
-                                         (int)g3[q[0]]);
-            R[r] = _mm512_mask_sub_epi8(_mm512_add_epi8(g, off), (__mmask64)qk_iq_signs64(sw0, sw1), off, g);
-            m[2 * c][r] = (int32_t)(2 * (sw0 >> 28) + 1);
-            m[2 * c + 1][r] = (int32_t)(2 * (sw1 >> 28) + 1);
-        }
-        transpose16(R);
-        for (int i = 0; i < 16; i++) T->w[16 * c + i] = R[i];
-    }
-    for (int r = 0; r < 16; r++) dh[r] = qk_rd16(x + (size_t)r * rb);
-    iq_scales(T, m, dh, 0.25f, 64.0f);
+    iq_scales(T, m, dh, iq3 ? 0.25f : 0.125f, 64.0f);
 }
 
 /* IQ4_XS (§3.5): d, scales_h (2 bits x 8), scales_l (4 bits x 8), qs[128] nibbles into
@@ -305,7 +278,7 @@ ALWAYS_INLINE void tile_iq4_xs(gemm_tile *T, const uint8_t *x, size_t rb) {
         __m512i hi = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3));
         __m512i ls = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
         T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(ls));
-        T->mp[j] = _mm512_or_si512(_mm512_and_si512(ls, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(ls, 16));
+        T->mp[j] = word_pair(ls, ls);
     }
     const __m512i *qs = D + 2;
     for (int p = 0; p < 32; p++) {
@@ -377,8 +350,8 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
             case K2_TYPE_Q6_K: tile_q6_k(&T, x, rb); break;
             case K2_TYPE_Q2_K: tile_q2_k(&T, x, rb); break;
             case K2_TYPE_Q3_K: tile_q3_k(&T, x, rb); break;
-            case K2_TYPE_IQ2_XXS: tile_iq2_xxs(&T, x, rb); break;
-            case K2_TYPE_IQ3_XXS: tile_iq3_xxs(&T, x, rb); break;
+            case K2_TYPE_IQ2_XXS: tile_iq23_xxs(&T, x, rb, false); break;
+            case K2_TYPE_IQ3_XXS: tile_iq23_xxs(&T, x, rb, true); break;
             case K2_TYPE_IQ4_XS: tile_iq4_xs(&T, x, rb); break;
             default: tile_q45_k(&T, x, rb, type == K2_TYPE_Q5_K); break;
             }
