@@ -162,7 +162,7 @@ static void multi_task(void *arg, int64_t b, int64_t e, int tid) {
     }
     for (; g < j->n && j->first[g] < e; g++) {
         int64_t r0 = K2_MAX(b, j->first[g]) - j->first[g], r1 = K2_MIN(e, j->first[g + 1]) - j->first[g];
-        r1 = K2_MIN(r1, j->mm[g].w.rows); /* the padding rows of the last panel */
+        r1 = K2_MIN(r1, j->mm[g].w.rows); /* the padding rows of the last panel (set) */
         if (r0 >= r1) continue;
         if (j->tr[g])
             fast_rows(&j->mm[g], j->tr[g], j->ctx->act + j->act_off[g], j->act_bytes[g],
@@ -185,10 +185,15 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
         size_t need = 0;
         int same[MULTI_MAX]; /* an earlier product whose quantized activations g reuses, or -1 */
         first[0] = 0;
+        bool any_gemm = false;
         for (int g = 0; g < cnt; g++) {
-            /* whole panels per product, so chunks (multiples of 16 rows) split no GEMM panel */
-            first[g + 1] = first[g] + (m[g].n_tok > 0 ? (m[g].w.rows + QUANT_GEMM_ROWS - 1) / QUANT_GEMM_ROWS * QUANT_GEMM_ROWS : 0);
             tr[g] = m[g].n_tok > 0 ? fast_traits(ctx, &m[g].w) : NULL;
+            /* whole panels per product, so chunks (multiples of 16 rows) split no GEMM panel;
+             * whole sets of three panels for products on the GEMM, so that chunks (then
+             * multiples of 48 rows) give it full sets */
+            int64_t align = gemm_tokens(ctx, &m[g], tr[g]) > 0 ? QUANT_GEMM_ROWS_SET : QUANT_GEMM_ROWS;
+            any_gemm |= align == QUANT_GEMM_ROWS_SET;
+            first[g + 1] = first[g] + (m[g].n_tok > 0 ? (m[g].w.rows + align - 1) / align * align : 0);
             act_bytes[g] = tr[g] ? (size_t)k2_type_row_bytes(tr[g]->vec_dot_type, m[g].w.cols) : 0;
             same[g] = -1;
             /* products reading the same input (gate/up, q_a/kv_a) share one conversion */
@@ -265,7 +270,10 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
         for (int g = 0; g < cnt; g++) max_tok = K2_MAX(max_tok, m[g].n_tok);
         int64_t min_grain = max_tok > 1 ? 16 : 4;
         int64_t grain = K2_MAX(min_grain, first[cnt] / (64 * (int64_t)ctx->n_threads));
-        if (max_tok > 1) grain = (grain + QUANT_GEMM_ROWS - 1) / QUANT_GEMM_ROWS * QUANT_GEMM_ROWS;
+        if (max_tok > 1) {
+            int64_t align = any_gemm ? QUANT_GEMM_ROWS_SET : QUANT_GEMM_ROWS;
+            grain = (grain + align - 1) / align * align;
+        }
         model_pool_for(ctx->pool, first[cnt], grain, multi_task, &j);
     }
 }

@@ -11,8 +11,11 @@
  *   (dwords; 16x16 transposes) and unpacking them in place;
  *   one token: acc += dpbusd(w[g], broadcast(activation dword g)) over the 4..8 groups
  *   of a sub-block (exact int32), then one convert + fma with the sub-block scale vector
- *   (d * scale, exact in f32) for all 16 rows; the mins / code-offset term is 8
- *   dpwssd of word pairs against the Q8_K bsums; one fma applies the token's scale.
+ *   (d * scale, exact in f32) for all 16 rows; the mins / code-offset term is an f32
+ *   fma per sub-block of its integer (min, scale or offset) with the token's code sum
+ *   (packed as f32: products and sums stay below 2^24, so exact, the same value an
+ *   integer dot product gives), on the FMA port while the dot products hold port 0;
+ *   one fma applies the token's scale.
  *
  * The tile is reused for 8 tokens held in registers and for up to 128 tokens of the call,
  * so the transpose is paid once per block per 128 tokens. The activations come packed
@@ -36,7 +39,7 @@ typedef float f32u __attribute__((aligned(1), may_alias));
 typedef struct gemm_tile {
     __m512i w[64];  /* codes, see above */
     __m512 ds[16];  /* per sub-block: d * scale of each row */
-    __m512i mp[8];  /* word pairs multiplying bsums dword i (pair 2i, 2i+1) */
+    __m512 mf[16];  /* per sub-block: the integer multiplying its code sum (bsum), as f32 */
     __m512 dm;      /* factor of the bsums term (subtracted) */
 } gemm_tile;
 
@@ -76,10 +79,6 @@ ALWAYS_INLINE void load_t(const uint8_t *x, size_t rb, int k, int bytes, __m512i
 
 static inline __m512 fp16_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 static inline __m512 fp16_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
-/* Word pairs (lo, hi) per lane, for dpwssd against a bsums dword (pair 2i, 2i + 1). */
-static inline __m512i word_pair(__m512i lo, __m512i hi) {
-    return _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(hi, 16));
-}
 static inline __m512i byte_k(__m512i v, int k) { return _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xff)); }
 
 /* ---- tile builders, one per type ---- */
@@ -104,7 +103,7 @@ ALWAYS_INLINE void tile_q45_k(gemm_tile *T, const uint8_t *x, size_t rb, bool q5
     for (int j = 0; j < 8; j++) {
         __m512i s = byte_k(j < 4 ? s_lo : s_hi, j & 3), m = byte_k(j < 4 ? m_lo : m_hi, j & 3);
         T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
-        T->mp[j] = word_pair(m, m);
+        T->mf[j] = _mm512_cvtepi32_ps(m);
     }
     const __m512i *qs = D + (q5 ? 12 : 4), *qh = D + 4;
     for (int p = 0; p < 32; p++) {
@@ -133,18 +132,13 @@ ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     const __m512i *ql = D, *qh = D + 32, *sc = D + 48;
     __m512 d = fp16_lo(D[52]);
     T->dm = _mm512_mul_ps(d, _mm512_set1_ps(32.0f));
-    /* bytes -> sign-extended words: pair (b0, b1) and (b2, b3) of each dword */
-    /* vpshufb indexes within 128-bit lanes: dword k of a lane takes bytes 4k.. */
-    const __m512i sel01 = _mm512_broadcast_i32x4(_mm_setr_epi32(0x01800080, 0x05800480, 0x09800880, 0x0d800c80));
-    const __m512i sel23 = _mm512_broadcast_i32x4(_mm_setr_epi32(0x03800280, 0x07800680, 0x0b800a80, 0x0f800e80));
     for (int k = 0; k < 4; k++) {
         __m512i v = sc[k];
         for (int i = 0; i < 4; i++) {
-            __m512i s = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24);
-            T->ds[4 * k + i] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
+            __m512 s = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24));
+            T->ds[4 * k + i] = _mm512_mul_ps(d, s);
+            T->mf[4 * k + i] = s;
         }
-        T->mp[2 * k] = _mm512_srai_epi16(_mm512_shuffle_epi8(v, sel01), 8);
-        T->mp[2 * k + 1] = _mm512_srai_epi16(_mm512_shuffle_epi8(v, sel23), 8);
     }
     for (int p = 0; p < 32; p++) {
         int h = p / 16, q = p % 16;
@@ -158,12 +152,6 @@ ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     }
 }
 
-/* Word pairs (w_2i, w_2i+1) of 16 int32 lanes-vectors w[0..15] (lanes = rows). */
-ALWAYS_INLINE void pair_words(gemm_tile *T, const __m512i w[16]) {
-    for (int i = 0; i < 8; i++)
-        T->mp[i] = word_pair(w[2 * i], w[2 * i + 1]);
-}
-
 /* Q2_K (§3.4): scales[16] (low nibble scale, high nibble min) at 0, qs[64] at 16 (element
  * 128h + 32s + l = bits 2s of byte 32h + l), d at 80, dmin at 82. */
 ALWAYS_INLINE void tile_q2_k(gemm_tile *T, const uint8_t *x, size_t rb) {
@@ -172,13 +160,11 @@ ALWAYS_INLINE void tile_q2_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     load_t(x, rb, 1, 84, D + 16);
     __m512 d = fp16_lo(D[20]);
     T->dm = fp16_hi(D[20]);
-    __m512i mins[16];
     for (int j = 0; j < 16; j++) {
         __m512i v = byte_k(D[j / 4], j % 4);
         T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0x0f))));
-        mins[j] = _mm512_srli_epi32(v, 4);
+        T->mf[j] = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
     }
-    pair_words(T, mins);
     const __m512i m3 = _mm512_set1_epi8(3);
     for (int p = 0; p < 16; p++) {
         __m512i P = D[4 + p];
@@ -196,15 +182,14 @@ ALWAYS_INLINE void tile_q3_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     load_t(x, rb, 1, 110, D + 16);
     __m512 d = fp16_lo(D[27]);
     T->dm = _mm512_mul_ps(d, _mm512_set1_ps(4.0f));
-    __m512i B0 = D[24], B1 = D[25], B2 = D[26], sc[16];
+    __m512i B0 = D[24], B1 = D[25], B2 = D[26];
     for (int j = 0; j < 16; j++) {
         int jj = j % 8;
         __m512i lo = _mm512_and_si512(_mm512_srli_epi32(jj < 4 ? B0 : B1, 8 * (jj % 4) + (j < 8 ? 0 : 4)), _mm512_set1_epi32(0x0f));
         __m512i hi = _mm512_and_si512(_mm512_srli_epi32(B2, 8 * (j % 4) + 2 * (j / 4)), _mm512_set1_epi32(3));
-        sc[j] = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
-        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc[j]));
+        T->mf[j] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32)));
+        T->ds[j] = _mm512_mul_ps(d, T->mf[j]);
     }
-    pair_words(T, sc);
     const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
     for (int p = 0; p < 16; p++) {
         __m512i P = D[8 + p], H = D[p % 8];
@@ -228,10 +213,8 @@ ALWAYS_INLINE void iq_scales(gemm_tile *T, const int32_t m[8][16], const uint16_
     __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dh)), _mm512_set1_ps(k));
     T->dm = _mm512_mul_ps(d, _mm512_set1_ps(off));
     for (int j = 0; j < 8; j++) {
-        __m512i mj = _mm512_loadu_si512(m[j]);
-        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(mj));
-        /* the same integer in both words (dpwssd pairs bsums 2j and 2j + 1) */
-        T->mp[j] = word_pair(mj, mj);
+        T->mf[j] = _mm512_cvtepi32_ps(_mm512_loadu_si512(m[j]));
+        T->ds[j] = _mm512_mul_ps(d, T->mf[j]);
     }
 }
 
@@ -277,8 +260,8 @@ ALWAYS_INLINE void tile_iq4_xs(gemm_tile *T, const uint8_t *x, size_t rb) {
         __m512i lo = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(0x0f));
         __m512i hi = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3));
         __m512i ls = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
-        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(ls));
-        T->mp[j] = word_pair(ls, ls);
+        T->mf[j] = _mm512_cvtepi32_ps(ls);
+        T->ds[j] = _mm512_mul_ps(d, T->mf[j]);
     }
     const __m512i *qs = D + 2;
     for (int p = 0; p < 32; p++) {
@@ -289,51 +272,74 @@ ALWAYS_INLINE void tile_iq4_xs(gemm_tile *T, const uint8_t *x, size_t rb) {
     }
 }
 
-/* acc + dpbusd(w, the dword at p in every lane), with the broadcast folded into the
- * instruction's memory operand: one fused load+multiply uop instead of a separate
- * broadcast, since these loops are limited by how many uops issue per cycle. */
-static inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t *p) {
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const i32u *)p));
-    return acc;
+/* The dword at p in every lane, in a register. Why not the instruction's {1to16} memory
+ * operand: on Cascade Lake vpdpbusd zmm issues on ports 0 and 5 (two per cycle) only with
+ * register operands; a memory operand (broadcast or full) holds it near one per cycle
+ * (measured). So each broadcast is loaded once and used by every panel of the tile set. */
+static inline __m512i bcast_reg(const uint8_t *p) {
+    __m512i v = _mm512_set1_epi32(*(const i32u *)p);
+    __asm__("" : "+v"(v)); /* keeps it a register: no folding back into a memory operand */
+    return v;
+}
+static inline __m512 bcast_reg_ps(const uint8_t *p) {
+    __m512 v = _mm512_set1_ps(*(const f32u *)p);
+    __asm__("" : "+v"(v));
+    return v;
 }
 
-/* ---- the token loop: one packed group of 8 tokens against one tile ---- */
+/* ---- the token loop: NP tiles (16 rows each) against 4 tokens of a packed group ---- */
 /* Packed activations (quant_gemm_pack): per group of 8 tokens and block, f32 d[8], then
- * dword g of token u at 32 + 32g + 4u, then bsums dword i of token u at 2080 + 32i + 4u.
- * One pointer with constant displacements addresses every broadcast: base+index
- * addressing would split each fused load+dpbusd into two uops at issue. */
-ALWAYS_INLINE void tile_tokens(const gemm_tile *T, int nsub, const uint8_t *P, __m512 *acc) {
+ * dword g of token u at 32 + 32g + 4u, then the f32 code sums of 16 and of 32 elements.
+ * Registers: 4 NP int32 sums + 4 NP f32 block sums + NP codes + 1 broadcast (28 for NP = 3),
+ * so the two vpdpbusd ports see 4 NP independent accumulators (latency ~5). */
+ALWAYS_INLINE void tiles_tokens(const gemm_tile *T, int np, int nsub, const uint8_t *P, int u0, __m512 *acc,
+                                size_t acc_stride) {
     const int gps = 64 / nsub;
-    __m512 bs[8];
-    for (int u = 0; u < 8; u++) bs[u] = _mm512_setzero_ps();
-    const uint8_t *q = P + 32;
+    __m512 bs[3][4];
+    for (int p = 0; p < np; p++)
+        for (int u = 0; u < 4; u++) bs[p][u] = _mm512_setzero_ps();
+    const uint8_t *q = P + 32 + 4 * u0;
     for (int j = 0; j < nsub; j++) {
-        __m512i s[8];
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; u++) s[u] = _mm512_setzero_si512();
+        __m512i s[3][4];
+        for (int p = 0; p < np; p++)
+            for (int u = 0; u < 4; u++) s[p][u] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int g = 0; g < gps; g++, q += 32) {
-            __m512i w = T->w[j * gps + g];
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++) s[u] = dpbusd_bcast(s[u], w, q + 4 * u);
+            __m512i w[3];
+            for (int p = 0; p < np; p++) w[p] = T[p].w[j * gps + g];
+            for (int u = 0; u < 4; u++) {
+                __m512i b = bcast_reg(q + 4 * u);
+                for (int p = 0; p < np; p++) s[p][u] = _mm512_dpbusd_epi32(s[p][u], w[p], b);
+            }
         }
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; u++) bs[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[u]), T->ds[j], bs[u]);
+        for (int p = 0; p < np; p++)
+            for (int u = 0; u < 4; u++) bs[p][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[p][u]), T[p].ds[j], bs[p][u]);
     }
-#pragma GCC unroll 8
-    for (int u = 0; u < 8; u++) {
-        __m512i m = _mm512_setzero_si512();
-        for (int i = 0; i < 8; i++) m = _mm512_dpwssd_epi32(m, T->mp[i], _mm512_set1_epi32(*(const i32u *)(P + 2080 + 32 * i + 4 * u)));
-        bs[u] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), T->dm, bs[u]);
-        acc[u] = _mm512_fmadd_ps(bs[u], _mm512_set1_ps(*(const f32u *)(P + 4 * u)), acc[u]);
+    /* the mins / offsets: sub-blocks of 16 elements pair with the sums of 16 codes, of 32
+     * with those of 32; integer-valued f32 products and sums, exact */
+    const uint8_t *bsum = P + (nsub == 16 ? QUANT_GEMM_PACK_BSUM16 : QUANT_GEMM_PACK_BSUM32) + 4 * u0;
+    __m512 m[3][4];
+    for (int p = 0; p < np; p++)
+        for (int u = 0; u < 4; u++) m[p][u] = _mm512_setzero_ps();
+    for (int i = 0; i < nsub; i++)
+        for (int u = 0; u < 4; u++) {
+            __m512 b = bcast_reg_ps(bsum + 32 * i + 4 * u);
+            for (int p = 0; p < np; p++) m[p][u] = _mm512_fmadd_ps(T[p].mf[i], b, m[p][u]);
+        }
+    for (int u = 0; u < 4; u++) {
+        __m512 du = _mm512_set1_ps(*(const f32u *)(P + 4 * (u0 + u)));
+        for (int p = 0; p < np; p++) {
+            __m512 v = _mm512_fnmadd_ps(m[p][u], T[p].dm, bs[p][u]);
+            acc[p * acc_stride + u] = _mm512_fmadd_ps(v, du, acc[p * acc_stride + u]);
+        }
     }
 }
 
-/* One panel of 16 rows against nt packed tokens; out[t * os + r]. */
-ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *packed, int64_t nt, float *out,
-                         size_t os, int type) {
-    gemm_tile T;
-    __m512 acc[TOK_CHUNK];
+/* NP panels (16 rows each, rb apart per row) against nt packed tokens; out[t * os + r]. */
+ALWAYS_INLINE void panels(int np, int64_t n, const uint8_t *w, size_t rb, const uint8_t *packed, int64_t nt,
+                          float *out, size_t os, int type) {
+    gemm_tile T[3];
+    __m512 acc[3 * TOK_CHUNK];
     const int bb = type == K2_TYPE_Q6_K ? 210 : type == K2_TYPE_Q5_K ? 176 : type == K2_TYPE_IQ2_XXS ? 66
                  : type == K2_TYPE_IQ3_XXS ? 98 : type == K2_TYPE_IQ4_XS ? 136 : type == K2_TYPE_Q2_K ? 84
                  : type == K2_TYPE_Q3_K ? 110 : 144;
@@ -342,23 +348,27 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
     const size_t group_bytes = (size_t)nb * QUANT_GEMM_PACK_BLOCK;
     for (int64_t t0 = 0; t0 < nt; t0 += TOK_CHUNK) {
         int64_t tc = nt - t0 < TOK_CHUNK ? nt - t0 : TOK_CHUNK;
-        int64_t ng = (tc + 7) / 8;
-        for (int64_t u = 0; u < 8 * ng; u++) acc[u] = _mm512_setzero_ps();
+        int64_t nh = (tc + 3) / 4; /* half groups of 4 tokens: a short last group runs 4, not 8 */
+        for (int64_t u = 0; u < (int64_t)np * TOK_CHUNK; u++) acc[u] = _mm512_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *x = w + (size_t)b * bb;
-            switch (type) {
-            case K2_TYPE_Q6_K: tile_q6_k(&T, x, rb); break;
-            case K2_TYPE_Q2_K: tile_q2_k(&T, x, rb); break;
-            case K2_TYPE_Q3_K: tile_q3_k(&T, x, rb); break;
-            case K2_TYPE_IQ2_XXS: tile_iq23_xxs(&T, x, rb, false); break;
-            case K2_TYPE_IQ3_XXS: tile_iq23_xxs(&T, x, rb, true); break;
-            case K2_TYPE_IQ4_XS: tile_iq4_xs(&T, x, rb); break;
-            default: tile_q45_k(&T, x, rb, type == K2_TYPE_Q5_K); break;
+            for (int p = 0; p < np; p++) {
+                const uint8_t *x = w + (size_t)(16 * p) * rb + (size_t)b * bb;
+                switch (type) {
+                case K2_TYPE_Q6_K: tile_q6_k(&T[p], x, rb); break;
+                case K2_TYPE_Q2_K: tile_q2_k(&T[p], x, rb); break;
+                case K2_TYPE_Q3_K: tile_q3_k(&T[p], x, rb); break;
+                case K2_TYPE_IQ2_XXS: tile_iq23_xxs(&T[p], x, rb, false); break;
+                case K2_TYPE_IQ3_XXS: tile_iq23_xxs(&T[p], x, rb, true); break;
+                case K2_TYPE_IQ4_XS: tile_iq4_xs(&T[p], x, rb); break;
+                default: tile_q45_k(&T[p], x, rb, type == K2_TYPE_Q5_K); break;
+                }
             }
             const uint8_t *P = packed + (size_t)(t0 / 8) * group_bytes + (size_t)b * QUANT_GEMM_PACK_BLOCK;
-            for (int64_t k = 0; k < ng; k++, P += group_bytes) tile_tokens(&T, nsub, P, acc + 8 * k);
+            for (int64_t h = 0; h < nh; h++)
+                tiles_tokens(T, np, nsub, P + (size_t)(h / 2) * group_bytes, 4 * (int)(h % 2), acc + 4 * h, TOK_CHUNK);
         }
-        for (int64_t u = 0; u < tc; u++) _mm512_storeu_ps(out + (size_t)(t0 + u) * os, acc[u]);
+        for (int p = 0; p < np; p++)
+            for (int64_t u = 0; u < tc; u++) _mm512_storeu_ps(out + (size_t)(t0 + u) * os + 16 * p, acc[p * TOK_CHUNK + u]);
     }
 }
 
@@ -366,8 +376,11 @@ ALWAYS_INLINE void panel(int64_t n, const uint8_t *w, size_t rb, const uint8_t *
 #define DEFINE_GEMM(name, TYPE)                                                                                      \
     static void gemm_##name(int64_t n, const void *w, size_t rb, int64_t nr, const void *packed, int64_t nt,        \
                             float *out, size_t os) {                                                                \
-        for (int64_t r = 0; r + PANEL <= nr; r += PANEL)                                                             \
-            panel(n, (const uint8_t *)w + (size_t)r * rb, rb, packed, nt, out + r, os, TYPE);                       \
+        int64_t r = 0;                                                                                               \
+        for (; r + 3 * PANEL <= nr; r += 3 * PANEL)                                                                  \
+            panels(3, n, (const uint8_t *)w + (size_t)r * rb, rb, packed, nt, out + r, os, TYPE);                   \
+        if (nr - r == 2 * PANEL) panels(2, n, (const uint8_t *)w + (size_t)r * rb, rb, packed, nt, out + r, os, TYPE); \
+        if (nr - r == PANEL) panels(1, n, (const uint8_t *)w + (size_t)r * rb, rb, packed, nt, out + r, os, TYPE);   \
     }
 
 DEFINE_GEMM(q4_k, K2_TYPE_Q4_K)

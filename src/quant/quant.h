@@ -80,11 +80,19 @@ typedef void (*quant_matmul_fn)(int64_t n, const void *w, size_t row_bytes, int6
 typedef void (*quant_gemm_fn)(int64_t n, const void *w, size_t row_bytes, int64_t n_rows, const void *packed,
                               int64_t n_tok, float *out, size_t out_stride);
 #define QUANT_GEMM_ROWS 16
+/* The GEMM runs up to three panels per set of tiles (each broadcast activation feeds
+ * three weight vectors); row ranges in multiples of this run every panel at full speed. */
+#define QUANT_GEMM_ROWS_SET 48
 /* Packed Q8_K activations for the GEMM: per group of 8 tokens (the last one padded with
  * zero tokens) and per 256-element block, QUANT_GEMM_PACK_BLOCK bytes: f32 d of each token,
- * then qs dword g of token u at 32 + 32g + 4u, then bsums dword i of token u at
- * 2080 + 32i + 4u. Groups are n/256 blocks long. */
-#define QUANT_GEMM_PACK_BLOCK 2336
+ * then qs dword g of token u at 32 + 32g + 4u, then the sums of 16 codes (bsums) as f32,
+ * sum i of token u at QUANT_GEMM_PACK_BSUM16 + 32i + 4u, then the sums of 32 codes as f32
+ * at QUANT_GEMM_PACK_BSUM32 + 32i + 4u. The sums are small integers, exact in f32, so the
+ * kernels multiply them with the sub-block mins in f32 on the FMA port that the integer
+ * dot products leave idle. Groups are n/256 blocks long. */
+#define QUANT_GEMM_PACK_BSUM16 2080
+#define QUANT_GEMM_PACK_BSUM32 2592
+#define QUANT_GEMM_PACK_BLOCK 2848
 size_t quant_gemm_pack_bytes(int64_t n, int64_t n_tok);
 /* Packs Q8_K rows of tokens [8 * g0, min(8 * g1, n_tok)) (act = token 0, act_row_bytes
  * apart) into groups g0..g1-1 of `packed` (the whole buffer, quant_gemm_pack_bytes). */
