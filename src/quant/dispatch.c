@@ -197,16 +197,21 @@ void quant_gemm_pack(int64_t n, const void *act, size_t act_row_bytes, int64_t n
             for (int u = 0; u < 8; u++) {
                 int64_t t = 8 * g + u;
                 if (t >= n_tok) {
-                    /* padding token: d = 0 and zero codes and sums contribute nothing */
+                    /* padding token: d = 0, zero values (0x80) and sums contribute nothing */
                     memset(P + 4 * u, 0, 4);
-                    for (int k = 0; k < 64; k++) memset(P + 32 + 32 * k + 4 * u, 0, 4);
+                    for (int k = 0; k < 64; k++) memset(P + 32 + 32 * k + 4 * u, 0x80, 4);
                     for (int k = 0; k < 16; k++) memset(P + QUANT_GEMM_PACK_BSUM16 + 32 * k + 4 * u, 0, 4);
                     for (int k = 0; k < 8; k++) memset(P + QUANT_GEMM_PACK_BSUM32 + 32 * k + 4 * u, 0, 4);
                     continue;
                 }
                 const uint8_t *y = a + (size_t)t * act_row_bytes + (size_t)b * QK_Q8K_BYTES;
                 memcpy(P + 4 * u, y, 4);
-                for (int k = 0; k < 64; k++) memcpy(P + 32 + 32 * k + 4 * u, y + 4 + 4 * k, 4);
+                for (int k = 0; k < 64; k++) {
+                    uint32_t q;
+                    memcpy(&q, y + 4 + 4 * k, 4);
+                    q ^= 0x80808080u; /* int8 a -> unsigned a + 128 */
+                    memcpy(P + 32 + 32 * k + 4 * u, &q, 4);
+                }
                 int16_t bs[16];
                 memcpy(bs, y + 260, sizeof bs);
                 for (int k = 0; k < 16; k++) {

@@ -6,23 +6,29 @@
  * Lake. Here the lanes of a vector are 16 weight rows instead of 16 positions of one
  * row, so everything per block that is not a multiply is shared by 16 rows:
  *
- *   tile.w[g] lane r = the 4 codes of elements 4g..4g+3 of row r (unsigned bytes), built
+ *   tile.w[g] lane r = the 4 values of elements 4g..4g+3 of row r (signed bytes), built
  *   once per (16-row panel, block) by transposing the packed bytes of the 16 rows
  *   (dwords; 16x16 transposes) and unpacking them in place;
- *   one token: acc += dpbusd(w[g], broadcast(activation dword g)) over the 4..8 groups
- *   of a sub-block (exact int32), then one convert + fma with the sub-block scale vector
- *   (d * scale, exact in f32) for all 16 rows; the mins / code-offset term is an f32
- *   fma per sub-block of its integer (min, scale or offset) with the token's code sum
- *   (packed as f32: products and sums stay below 2^24, so exact, the same value an
- *   integer dot product gives), on the FMA port while the dot products hold port 0;
- *   one fma applies the token's scale.
+ *   one token: s = dpbusd(broadcast(activation dword g), w[g]) over the 4..8 groups of a
+ *   sub-block, the activations packed as unsigned a + 128 and s started at -128 * (sum of
+ *   the sub-block's values), so it ends exactly at sum(w * a); then one convert + fma with
+ *   the sub-block scale vector (d * scale) for all 16 rows. Only Q2_K/Q4_K/Q5_K have a
+ *   real mins term: an f32 fma per sub-block of the min with the token's activation sum
+ *   (packed as f32: products and sums stay below 2^24, so exact). One fma applies the
+ *   token's scale. The types whose codes carry an offset (Q3_K, Q6_K, the I-quants) hold
+ *   the signed values, so they have no offset term at all.
  *
- * The tile is reused for 8 tokens held in registers and for up to 128 tokens of the call,
- * so the transpose is paid once per block per 128 tokens. The activations come packed
- * (quant_gemm_pack: 8 tokens interleaved per block), built once per batch and input. Integer sums are exact;
- * the f32 combination differs from vec_dot's order (§4.7 allows it): results agree with
- * vec_dot to ~1e-6 relative, not bit for bit, which is why model/matmul.c uses this
- * kernel only for batches (prefill, several sequences), never for single-token decode. */
+ * Register blocking: three panels (48 rows) x 4 tokens, 12 int32 sums. vpdpbusd zmm
+ * issues on ports 0 and 5 (two per cycle) but only about one per cycle with a memory
+ * operand (measured), so each activation dword is broadcast into a register once and used
+ * by the three panels, and each tile vector by the 4 tokens.
+ *
+ * Tiles are reused for up to 128 tokens of the call (TOK_CHUNK), so the transpose is paid
+ * once per block per 128 tokens. The activations come packed (quant_gemm_pack: 8 tokens
+ * interleaved per block), built once per batch and input. Integer sums are exact; the f32
+ * combination differs from vec_dot's order (§4.7 allows it): results agree with vec_dot to
+ * ~1e-6 relative, not bit for bit, which is why model/matmul.c uses this kernel only for
+ * sequences that give an eval several tokens (prefill), never for single-token decode. */
 #include "quant/kernels.h"
 #include "quant/iq_tables.h"
 
@@ -37,10 +43,11 @@ typedef int32_t i32u __attribute__((aligned(1), may_alias));
 typedef float f32u __attribute__((aligned(1), may_alias));
 
 typedef struct gemm_tile {
-    __m512i w[64];  /* codes, see above */
+    __m512i w[64];  /* signed codes, see above */
+    __m512i ws[16]; /* per sub-block: -128 * the sum of its codes (initial integer sums) */
     __m512 ds[16];  /* per sub-block: d * scale of each row */
-    __m512 mf[16];  /* per sub-block: the integer multiplying its code sum (bsum), as f32 */
-    __m512 dm;      /* factor of the bsums term (subtracted) */
+    __m512 mf[16];  /* Q2_K/Q4_K/Q5_K, per sub-block: its min, as f32 (multiplies the bsum) */
+    __m512 dm;      /* their factor (dmin; the term is subtracted) */
 } gemm_tile;
 
 /* r[i] lane j  ->  r[j] lane i (16 x 16 dwords). */
@@ -123,21 +130,19 @@ ALWAYS_INLINE void tile_q45_k(gemm_tile *T, const uint8_t *x, size_t rb, bool q5
     }
 }
 
-/* Q6_K (§3.4): ql[128] at 0, qh[64] at 128, int8 scales[16] at 192, d at 208; codes are
- * q + 32, so the bsums term is 32 * d * sum_j scale_j * bsum_j. */
+/* Q6_K (§3.4): ql[128] at 0, qh[64] at 128, int8 scales[16] at 192, d at 208; the tile
+ * holds the signed values q - 32 (the stored codes are q + 32). */
 ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30), k32 = _mm512_set1_epi8(32);
     __m512i D[64];
     for (int k = 0; k < 4; k++) load_t(x, rb, k, 210, D + 16 * k);
     const __m512i *ql = D, *qh = D + 32, *sc = D + 48;
     __m512 d = fp16_lo(D[52]);
-    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(32.0f));
     for (int k = 0; k < 4; k++) {
         __m512i v = sc[k];
         for (int i = 0; i < 4; i++) {
             __m512 s = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24));
             T->ds[4 * k + i] = _mm512_mul_ps(d, s);
-            T->mf[4 * k + i] = s;
         }
     }
     for (int p = 0; p < 32; p++) {
@@ -147,8 +152,8 @@ ALWAYS_INLINE void tile_q6_k(gemm_tile *T, const uint8_t *x, size_t rb) {
         __m512i hl = q < 8 ? _mm512_slli_epi32(H, 4) : _mm512_slli_epi32(H, 2);
         __m512i hh = q < 8 ? H : _mm512_srli_epi32(H, 2);
         __m512i lo = _mm512_and_si512(P, m4), hi = _mm512_and_si512(_mm512_srli_epi32(P, 4), m4);
-        T->w[32 * h + q] = _mm512_ternarylogic_epi32(lo, hl, m30, 0xf8);
-        T->w[32 * h + 16 + q] = _mm512_ternarylogic_epi32(hi, hh, m30, 0xf8);
+        T->w[32 * h + q] = _mm512_sub_epi8(_mm512_ternarylogic_epi32(lo, hl, m30, 0xf8), k32);
+        T->w[32 * h + 16 + q] = _mm512_sub_epi8(_mm512_ternarylogic_epi32(hi, hh, m30, 0xf8), k32);
     }
 }
 
@@ -175,20 +180,19 @@ ALWAYS_INLINE void tile_q2_k(gemm_tile *T, const uint8_t *x, size_t rb) {
 }
 
 /* Q3_K (§3.4): hmask[32] at 0, qs[64] at 32, 12 scale bytes at 96 (16 signed 6-bit
- * scales), d at 108; code = low 2 bits + 4 * high bit = value + 4. */
+ * scales), d at 108; value = low 2 bits + 4 * high bit - 4. */
 ALWAYS_INLINE void tile_q3_k(gemm_tile *T, const uint8_t *x, size_t rb) {
     __m512i D[32];
     load_t(x, rb, 0, 110, D);
     load_t(x, rb, 1, 110, D + 16);
     __m512 d = fp16_lo(D[27]);
-    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(4.0f));
     __m512i B0 = D[24], B1 = D[25], B2 = D[26];
     for (int j = 0; j < 16; j++) {
         int jj = j % 8;
         __m512i lo = _mm512_and_si512(_mm512_srli_epi32(jj < 4 ? B0 : B1, 8 * (jj % 4) + (j < 8 ? 0 : 4)), _mm512_set1_epi32(0x0f));
         __m512i hi = _mm512_and_si512(_mm512_srli_epi32(B2, 8 * (j % 4) + 2 * (j / 4)), _mm512_set1_epi32(3));
-        T->mf[j] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32)));
-        T->ds[j] = _mm512_mul_ps(d, T->mf[j]);
+        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)),
+                                                                        _mm512_set1_epi32(32))));
     }
     const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
     for (int p = 0; p < 16; p++) {
@@ -198,24 +202,15 @@ ALWAYS_INLINE void tile_q3_k(gemm_tile *T, const uint8_t *x, size_t rb) {
             __m512i lo = _mm512_and_si512(sh ? _mm512_srli_epi32(P, 2 * sh) : P, m3);
             int hb = 4 * h + sh; /* hmask bit, moved to bit 2 */
             __m512i hv = hb >= 2 ? _mm512_srli_epi32(H, hb - 2) : _mm512_slli_epi32(H, 2 - hb);
-            T->w[32 * h + 8 * sh + q] = _mm512_ternarylogic_epi32(lo, hv, m4, 0xf8);
+            T->w[32 * h + 8 * sh + q] = _mm512_sub_epi8(_mm512_ternarylogic_epi32(lo, hv, m4, 0xf8), m4);
         }
     }
 }
 
-/* The I-quants have signed values v; the tile holds v + OFF (unsigned) and the sum is
- * corrected with OFF * bsum32 of the sub-block, folded into the mins term: with the
- * sub-block scale d * k * (integer m_j), the correction is dm * m_j * bsum32 with
- * dm = d * k * OFF. */
-
-/* Per-sub-block scale integers m_j (lanes = rows) and the row scales d: sets ds, mp, dm. */
-ALWAYS_INLINE void iq_scales(gemm_tile *T, const int32_t m[8][16], const uint16_t dh[16], float k, float off) {
+/* Per-sub-block scale integers m_j (lanes = rows) and the row scales d: sets ds. */
+ALWAYS_INLINE void iq_scales(gemm_tile *T, const int32_t m[8][16], const uint16_t dh[16], float k) {
     __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dh)), _mm512_set1_ps(k));
-    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(off));
-    for (int j = 0; j < 8; j++) {
-        T->mf[j] = _mm512_cvtepi32_ps(_mm512_loadu_si512(m[j]));
-        T->ds[j] = _mm512_mul_ps(d, T->mf[j]);
-    }
+    for (int j = 0; j < 8; j++) T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_loadu_si512(m[j])));
 }
 
 /* IQ2_XXS / IQ3_XXS (§3.5): d; IQ2_XXS: per 32-element sub-block 4 grid indices and a
@@ -224,7 +219,6 @@ ALWAYS_INLINE void iq_scales(gemm_tile *T, const int32_t m[8][16], const uint16_
 ALWAYS_INLINE void tile_iq23_xxs(gemm_tile *T, const uint8_t *x, size_t rb, bool iq3) {
     int32_t m[8][16];
     uint16_t dh[16];
-    const __m512i off = _mm512_set1_epi8(64);
     for (int c = 0; c < 4; c++) {
         __m512i R[16];
         for (int r = 0; r < 16; r++) {
@@ -232,7 +226,7 @@ ALWAYS_INLINE void tile_iq23_xxs(gemm_tile *T, const uint8_t *x, size_t rb, bool
             uint32_t sw0 = iq3 ? qk_rd32(blk + 66 + 8 * c) : qk_rd32(q + 4);
             uint32_t sw1 = iq3 ? qk_rd32(blk + 70 + 8 * c) : qk_rd32(q + 12);
             __m512i g = iq3 ? qk_iq3xxs_rows(q) : qk_iq2xxs_rows(q);
-            R[r] = _mm512_mask_sub_epi8(_mm512_add_epi8(g, off), (__mmask64)qk_iq_signs64(sw0, sw1), off, g);
+            R[r] = _mm512_mask_sub_epi8(g, (__mmask64)qk_iq_signs64(sw0, sw1), _mm512_setzero_si512(), g);
             m[2 * c][r] = (int32_t)(2 * (sw0 >> 28) + 1);
             m[2 * c + 1][r] = (int32_t)(2 * (sw1 >> 28) + 1);
         }
@@ -240,28 +234,25 @@ ALWAYS_INLINE void tile_iq23_xxs(gemm_tile *T, const uint8_t *x, size_t rb, bool
         for (int i = 0; i < 16; i++) T->w[16 * c + i] = R[i];
     }
     for (int r = 0; r < 16; r++) dh[r] = qk_rd16(x + (size_t)r * rb);
-    iq_scales(T, m, dh, iq3 ? 0.25f : 0.125f, 64.0f);
+    iq_scales(T, m, dh, iq3 ? 0.25f : 0.125f);
 }
 
 /* IQ4_XS (§3.5): d, scales_h (2 bits x 8), scales_l (4 bits x 8), qs[128] nibbles into
- * the IQ4_NL value table; value = d * (ls - 32) * kvalue, tile code = kvalue + 128. */
+ * the IQ4_NL value table; value = d * (ls - 32) * kvalue, tile code = kvalue. */
 ALWAYS_INLINE void tile_iq4_xs(gemm_tile *T, const uint8_t *x, size_t rb) {
     __m512i D[48];
     load_t(x, rb, 0, 136, D);
     load_t(x, rb, 1, 136, D + 16);
     load_t(x, rb, 2, 136, D + 32);
-    __m128i tbl = _mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl);
-    const __m512i lut = _mm512_broadcast_i32x4(_mm_add_epi8(tbl, _mm_set1_epi8((char)128)));
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512 d = fp16_lo(D[0]);
     __m512i sh = _mm512_srli_epi32(D[0], 16), sl = D[1];
-    T->dm = _mm512_mul_ps(d, _mm512_set1_ps(128.0f));
     for (int j = 0; j < 8; j++) {
         __m512i lo = _mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(0x0f));
         __m512i hi = _mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3));
         __m512i ls = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
-        T->mf[j] = _mm512_cvtepi32_ps(ls);
-        T->ds[j] = _mm512_mul_ps(d, T->mf[j]);
+        T->ds[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(ls));
     }
     const __m512i *qs = D + 2;
     for (int p = 0; p < 32; p++) {
@@ -269,6 +260,19 @@ ALWAYS_INLINE void tile_iq4_xs(gemm_tile *T, const uint8_t *x, size_t rb) {
         __m512i P = qs[p];
         T->w[8 * ib + q] = _mm512_shuffle_epi8(lut, _mm512_and_si512(P, m4));
         T->w[8 * ib + 4 + q] = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi32(P, 4), m4));
+    }
+}
+
+/* ws[j] = -128 * (sum of the codes of sub-block j), per row: the activations come packed
+ * as unsigned bytes a + 128 (vpdpbusd multiplies unsigned by signed bytes), so each
+ * integer sum starts from this and ends exactly at sum(code * a). */
+ALWAYS_INLINE void code_sums(gemm_tile *T, int nsub) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    const int gps = 64 / nsub;
+    for (int j = 0; j < nsub; j++) {
+        __m512i s = _mm512_setzero_si512();
+        for (int g = 0; g < gps; g++) s = _mm512_dpbusd_epi32(s, ones, T->w[j * gps + g]);
+        T->ws[j] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 7));
     }
 }
 
@@ -292,8 +296,8 @@ static inline __m512 bcast_reg_ps(const uint8_t *p) {
  * dword g of token u at 32 + 32g + 4u, then the f32 code sums of 16 and of 32 elements.
  * Registers: 4 NP int32 sums + 4 NP f32 block sums + NP codes + 1 broadcast (28 for NP = 3),
  * so the two vpdpbusd ports see 4 NP independent accumulators (latency ~5). */
-ALWAYS_INLINE void tiles_tokens(const gemm_tile *T, int np, int nsub, const uint8_t *P, int u0, __m512 *acc,
-                                size_t acc_stride) {
+ALWAYS_INLINE void tiles_tokens(const gemm_tile *T, int np, int nsub, bool mins, const uint8_t *P, int u0,
+                                __m512 *acc, size_t acc_stride) {
     const int gps = 64 / nsub;
     __m512 bs[3][4];
     for (int p = 0; p < np; p++)
@@ -302,36 +306,37 @@ ALWAYS_INLINE void tiles_tokens(const gemm_tile *T, int np, int nsub, const uint
     for (int j = 0; j < nsub; j++) {
         __m512i s[3][4];
         for (int p = 0; p < np; p++)
-            for (int u = 0; u < 4; u++) s[p][u] = _mm512_setzero_si512();
+            for (int u = 0; u < 4; u++) s[p][u] = T[p].ws[j];
 #pragma GCC unroll 8
         for (int g = 0; g < gps; g++, q += 32) {
             __m512i w[3];
             for (int p = 0; p < np; p++) w[p] = T[p].w[j * gps + g];
             for (int u = 0; u < 4; u++) {
                 __m512i b = bcast_reg(q + 4 * u);
-                for (int p = 0; p < np; p++) s[p][u] = _mm512_dpbusd_epi32(s[p][u], w[p], b);
+                for (int p = 0; p < np; p++) s[p][u] = _mm512_dpbusd_epi32(s[p][u], b, w[p]);
             }
         }
         for (int p = 0; p < np; p++)
             for (int u = 0; u < 4; u++) bs[p][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[p][u]), T[p].ds[j], bs[p][u]);
     }
-    /* the mins / offsets: sub-blocks of 16 elements pair with the sums of 16 codes, of 32
-     * with those of 32; integer-valued f32 products and sums, exact */
-    const uint8_t *bsum = P + (nsub == 16 ? QUANT_GEMM_PACK_BSUM16 : QUANT_GEMM_PACK_BSUM32) + 4 * u0;
-    __m512 m[3][4];
-    for (int p = 0; p < np; p++)
-        for (int u = 0; u < 4; u++) m[p][u] = _mm512_setzero_ps();
-    for (int i = 0; i < nsub; i++)
-        for (int u = 0; u < 4; u++) {
-            __m512 b = bcast_reg_ps(bsum + 32 * i + 4 * u);
-            for (int p = 0; p < np; p++) m[p][u] = _mm512_fmadd_ps(T[p].mf[i], b, m[p][u]);
-        }
+    /* the mins (Q2_K, Q4_K, Q5_K): sub-blocks of 16 elements pair with the sums of 16
+     * activations, of 32 with those of 32; integer-valued f32 products and sums, exact */
+    if (mins) {
+        const uint8_t *bsum = P + (nsub == 16 ? QUANT_GEMM_PACK_BSUM16 : QUANT_GEMM_PACK_BSUM32) + 4 * u0;
+        __m512 m[3][4];
+        for (int p = 0; p < np; p++)
+            for (int u = 0; u < 4; u++) m[p][u] = _mm512_setzero_ps();
+        for (int i = 0; i < nsub; i++)
+            for (int u = 0; u < 4; u++) {
+                __m512 b = bcast_reg_ps(bsum + 32 * i + 4 * u);
+                for (int p = 0; p < np; p++) m[p][u] = _mm512_fmadd_ps(T[p].mf[i], b, m[p][u]);
+            }
+        for (int p = 0; p < np; p++)
+            for (int u = 0; u < 4; u++) bs[p][u] = _mm512_fnmadd_ps(m[p][u], T[p].dm, bs[p][u]);
+    }
     for (int u = 0; u < 4; u++) {
         __m512 du = _mm512_set1_ps(*(const f32u *)(P + 4 * (u0 + u)));
-        for (int p = 0; p < np; p++) {
-            __m512 v = _mm512_fnmadd_ps(m[p][u], T[p].dm, bs[p][u]);
-            acc[p * acc_stride + u] = _mm512_fmadd_ps(v, du, acc[p * acc_stride + u]);
-        }
+        for (int p = 0; p < np; p++) acc[p * acc_stride + u] = _mm512_fmadd_ps(bs[p][u], du, acc[p * acc_stride + u]);
     }
 }
 
@@ -344,6 +349,7 @@ ALWAYS_INLINE void panels(int np, int64_t n, const uint8_t *w, size_t rb, const 
                  : type == K2_TYPE_IQ3_XXS ? 98 : type == K2_TYPE_IQ4_XS ? 136 : type == K2_TYPE_Q2_K ? 84
                  : type == K2_TYPE_Q3_K ? 110 : 144;
     const int nsub = type == K2_TYPE_Q6_K || type == K2_TYPE_Q2_K || type == K2_TYPE_Q3_K ? 16 : 8;
+    const bool mins = type == K2_TYPE_Q4_K || type == K2_TYPE_Q5_K || type == K2_TYPE_Q2_K;
     const int64_t nb = n / 256;
     const size_t group_bytes = (size_t)nb * QUANT_GEMM_PACK_BLOCK;
     for (int64_t t0 = 0; t0 < nt; t0 += TOK_CHUNK) {
@@ -362,10 +368,11 @@ ALWAYS_INLINE void panels(int np, int64_t n, const uint8_t *w, size_t rb, const 
                 case K2_TYPE_IQ4_XS: tile_iq4_xs(&T[p], x, rb); break;
                 default: tile_q45_k(&T[p], x, rb, type == K2_TYPE_Q5_K); break;
                 }
+                code_sums(&T[p], nsub);
             }
             const uint8_t *P = packed + (size_t)(t0 / 8) * group_bytes + (size_t)b * QUANT_GEMM_PACK_BLOCK;
             for (int64_t h = 0; h < nh; h++)
-                tiles_tokens(T, np, nsub, P + (size_t)(h / 2) * group_bytes, 4 * (int)(h % 2), acc + 4 * h, TOK_CHUNK);
+                tiles_tokens(T, np, nsub, mins, P + (size_t)(h / 2) * group_bytes, 4 * (int)(h % 2), acc + 4 * h, TOK_CHUNK);
         }
         for (int p = 0; p < np; p++)
             for (int64_t u = 0; u < tc; u++) _mm512_storeu_ps(out + (size_t)(t0 + u) * os + 16 * p, acc[p * TOK_CHUNK + u]);

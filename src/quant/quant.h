@@ -85,7 +85,8 @@ typedef void (*quant_gemm_fn)(int64_t n, const void *w, size_t row_bytes, int64_
 #define QUANT_GEMM_ROWS_SET 48
 /* Packed Q8_K activations for the GEMM: per group of 8 tokens (the last one padded with
  * zero tokens) and per 256-element block, QUANT_GEMM_PACK_BLOCK bytes: f32 d of each token,
- * then qs dword g of token u at 32 + 32g + 4u, then the sums of 16 codes (bsums) as f32,
+ * then qs dword g of token u at 32 + 32g + 4u as unsigned bytes (a + 128: the kernels
+ * multiply them, unsigned, with signed weight codes), then the sums of 16 codes (bsums) as f32,
  * sum i of token u at QUANT_GEMM_PACK_BSUM16 + 32i + 4u, then the sums of 32 codes as f32
  * at QUANT_GEMM_PACK_BSUM32 + 32i + 4u. The sums are small integers, exact in f32, so the
  * kernels multiply them with the sub-block mins in f32 on the FMA port that the integer
