@@ -125,7 +125,7 @@ static void check_matmul(uint32_t t, int64_t n) {
  * panel, token counts below, at and above the register and scratch tiles, padded strides,
  * and activation rows of very different magnitudes (per-token scales). */
 static void check_gemm(uint32_t t, int64_t n) {
-    enum { GR = 101, GT = 131 };
+    enum { GR = 101, GT = 300 };
     int lvl = (int)quant_cpu_level_supported();
     const quant_type_traits *tr = quant_traits_at(t, (quant_cpu_level)lvl);
     if (!tr || !tr->gemm) return;
@@ -148,7 +148,7 @@ static void check_gemm(uint32_t t, int64_t n) {
         for (int64_t i = 0; i < n; i++) ad[k * n + i] = tmp[i];
     }
     /* 1, 2 and 3 panels per tile set, several sets, a partial panel */
-    const int rows_cases[] = {16, 37, 32, 48, 64, 80, 101}, tok_cases[] = {1, 3, 4, 5, 8, 13, 131};
+    const int rows_cases[] = {16, 37, 32, 48, 64, 80, 101}, tok_cases[] = {1, 3, 4, 5, 8, 13, 131, 300};
     double worst = 0.0;
     for (size_t rc = 0; rc < K2_ARRAY_LEN(rows_cases); rc++)
         for (size_t tc = 0; tc < K2_ARRAY_LEN(tok_cases); tc++) {
