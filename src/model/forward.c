@@ -510,7 +510,7 @@ static k2_status forward_batch(k2_context *ctx, int64_t T, const model_seg *seg,
     return K2_OK;
 }
 
-#define UBATCH 512 /* rows per micro-batch; the GEMM builds its tiles once per micro-batch (TOK_CHUNK) */
+#define UBATCH 256
 
 static k2_status ensure_buffers(k2_context *ctx, int64_t T, k2_error *err) {
     if (T <= ctx->cap_tok) return K2_OK;
