@@ -23,12 +23,13 @@
  * operand (measured), so each activation dword is broadcast into a register once and used
  * by the three panels, and each tile vector by the 4 tokens.
  *
- * Tiles are reused for up to 128 tokens of the call (TOK_CHUNK), so the transpose is paid
- * once per block per 128 tokens. The activations come packed (quant_gemm_pack: 8 tokens
- * interleaved per block), built once per batch and input. Integer sums are exact; the f32
- * combination differs from vec_dot's order (§4.7 allows it): results agree with vec_dot to
- * ~1e-6 relative, not bit for bit, which is why model/matmul.c uses this kernel only for
- * sequences that give an eval several tokens (prefill), never for single-token decode. */
+ * Tiles are reused for up to 256 tokens of the call (TOK_CHUNK, the model's micro-batch),
+ * so the transpose is paid once per block per micro-batch. The activations come packed
+ * (quant_gemm_pack: 8 tokens interleaved per block), built once per batch and input.
+ * Integer sums are exact; the f32 combination differs from vec_dot's order (§4.7 allows
+ * it): results agree with vec_dot to ~1e-6 relative, not bit for bit, which is why
+ * model/matmul.c uses this kernel only for sequences that give an eval several tokens
+ * (prefill), never for single-token decode. */
 #include "quant/kernels.h"
 #include "quant/iq_tables.h"
 
@@ -355,7 +356,8 @@ ALWAYS_INLINE void panels(int np, int64_t n, const uint8_t *w, size_t rb, const 
     for (int64_t t0 = 0; t0 < nt; t0 += TOK_CHUNK) {
         int64_t tc = nt - t0 < TOK_CHUNK ? nt - t0 : TOK_CHUNK;
         int64_t nh = (tc + 3) / 4; /* half groups of 4 tokens: a short last group runs 4, not 8 */
-        for (int64_t u = 0; u < (int64_t)np * TOK_CHUNK; u++) acc[u] = _mm512_setzero_ps();
+        for (int p = 0; p < np; p++)
+            for (int64_t u = 0; u < 4 * nh; u++) acc[p * TOK_CHUNK + u] = _mm512_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             for (int p = 0; p < np; p++) {
                 const uint8_t *x = w + (size_t)(16 * p) * rb + (size_t)b * bb;
