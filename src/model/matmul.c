@@ -191,7 +191,8 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
             /* whole panels per product, so chunks (multiples of 16 rows) split no GEMM panel;
              * whole sets of three panels for products on the GEMM, so that chunks (then
              * multiples of 48 rows) give it full sets */
-            int64_t align = gemm_tokens(ctx, &m[g], tr[g]) > 0 ? QUANT_GEMM_ROWS_SET : QUANT_GEMM_ROWS;
+            pack_ng[g] = gemm_tokens(ctx, &m[g], tr[g]);
+            int64_t align = pack_ng[g] > 0 ? QUANT_GEMM_ROWS_SET : QUANT_GEMM_ROWS;
             any_gemm |= align == QUANT_GEMM_ROWS_SET;
             first[g + 1] = first[g] + (m[g].n_tok > 0 ? (m[g].w.rows + align - 1) / align * align : 0);
             act_bytes[g] = tr[g] ? (size_t)k2_type_row_bytes(tr[g]->vec_dot_type, m[g].w.cols) : 0;
@@ -212,7 +213,6 @@ void model_matmul_multi(k2_context *ctx, const model_mm *mm, int n) {
         pfirst[0] = 0;
         for (int g = 0; g < cnt; g++) {
             pack_off[g] = SIZE_MAX;
-            pack_ng[g] = gemm_tokens(ctx, &m[g], tr[g]);
             if (pack_ng[g] <= 0) continue;
             for (int h = 0; h < g && pack_off[g] == SIZE_MAX; h++)
                 /* equal offsets = one shared conversion (distinct inputs never share one) */

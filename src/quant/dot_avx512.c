@@ -102,13 +102,9 @@ ALWAYS_INLINE void q45k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
         for (int t = 0; t < nt; t++) {
             const uint8_t *y = a + (size_t)t * ab;
             const uint8_t *q8 = y + 4;
-            /* two independent chains (exact integer sums in any order): one dependent
-             * dpwssd chain per block was the kernel's latency bound in decode */
-            __m512i i0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(W[0], load512(q8)), SC[0]);
-            __m512i i1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(W[1], load512(q8 + 64)), SC[1]);
-            i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(W[2], load512(q8 + 128)), SC[2]);
-            i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(W[3], load512(q8 + 192)), SC[3]);
-            __m512i isum = _mm512_add_epi32(i0, i1);
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], load512(q8 + 64 * j)), SC[j]);
             float ad = qk_f32(y);
             acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * ad), _mm512_cvtepi32_ps(isum), acc[t]);
             __m256i mins = _mm256_madd_epi16(q8k_bsums(y), m16);
@@ -152,13 +148,9 @@ ALWAYS_INLINE void q6_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
         for (int t = 0; t < nt; t++) {
             const uint8_t *y = a + (size_t)t * ab;
             const uint8_t *q8 = y + 4;
-            /* two independent dpwssd chains, as in Q4_K */
-            __m512i i0 = zext256(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(q8k_bsums(y), corr16)));
-            __m512i i1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(W[1], load512(q8 + 64)), SC[1]);
-            i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(W[0], load512(q8)), SC[0]);
-            i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(W[3], load512(q8 + 192)), SC[3]);
-            i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(W[2], load512(q8 + 128)), SC[2]);
-            __m512i isum = _mm512_add_epi32(i0, i1);
+            __m512i isum = zext256(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(q8k_bsums(y), corr16)));
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], load512(q8 + 64 * j)), SC[j]);
             acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
         }
     }
@@ -197,13 +189,9 @@ ALWAYS_INLINE void q2_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
         for (int t = 0; t < nt; t++) {
             const uint8_t *y = a + (size_t)t * ab;
             const uint8_t *q8 = y + 4;
-            /* two independent chains (exact integer sums in any order): one dependent
-             * dpwssd chain per block was the kernel's latency bound in decode */
-            __m512i i0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(W[0], load512(q8)), SC[0]);
-            __m512i i1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(W[1], load512(q8 + 64)), SC[1]);
-            i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(W[2], load512(q8 + 128)), SC[2]);
-            i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(W[3], load512(q8 + 192)), SC[3]);
-            __m512i isum = _mm512_add_epi32(i0, i1);
+            __m512i isum = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(W[j], load512(q8 + 64 * j)), SC[j]);
             float ad = qk_f32(y);
             acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(ad * d), _mm512_cvtepi32_ps(isum), acc[t]);
             __m256i mins = _mm256_madd_epi16(q8k_bsums(y), m16);

@@ -86,11 +86,11 @@ typedef void (*quant_gemm_fn)(int64_t n, const void *w, size_t row_bytes, int64_
 /* Packed Q8_K activations for the GEMM: per group of 8 tokens (the last one padded with
  * zero tokens) and per 256-element block, QUANT_GEMM_PACK_BLOCK bytes: f32 d of each token,
  * then qs dword g of token u at 32 + 32g + 4u as unsigned bytes (a + 128: the kernels
- * multiply them, unsigned, with signed weight codes), then the sums of 16 codes (bsums) as f32,
- * sum i of token u at QUANT_GEMM_PACK_BSUM16 + 32i + 4u, then the sums of 32 codes as f32
- * at QUANT_GEMM_PACK_BSUM32 + 32i + 4u. The sums are small integers, exact in f32, so the
- * kernels multiply them with the sub-block mins in f32 on the FMA port that the integer
- * dot products leave idle. Groups are n/256 blocks long. */
+ * multiply them, unsigned, with signed weight values), then the sums of 16 activations
+ * (the Q8_K bsums) as f32, sum i of token u at QUANT_GEMM_PACK_BSUM16 + 32i + 4u, then the
+ * sums of 32 as f32 at QUANT_GEMM_PACK_BSUM32 + 32i + 4u. The sums are small integers,
+ * exact in f32; the kernels multiply them with the sub-block mins of Q2_K/Q4_K/Q5_K in f32.
+ * Groups are n/256 blocks long. */
 #define QUANT_GEMM_PACK_BSUM16 2080
 #define QUANT_GEMM_PACK_BSUM32 2592
 #define QUANT_GEMM_PACK_BLOCK 2848
