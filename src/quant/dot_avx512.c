@@ -15,6 +15,7 @@
  * FMA, as §4.7 allows. */
 #include "quant/kernels.h"
 #include "quant/iq_tables.h"
+#include "quant/iq_avx512.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -341,44 +342,62 @@ static inline __m512i scale2(int s0, int s1) {
 
 
 /* ---- IQ2_XXS / IQ3_XXS x Q8_K (§3.5): two sub-blocks per vector ----
- * The grid rows of 64 elements come from scalar loads (qk_iq2xxs_rows), their signs from
- * one pdep-built
- * mask that negates the activation bytes (so the grid values stay the unsigned dpbusd
- * operand); 4-element sums stay below 2^15 (|grid| <= 62, |q8| <= 127), so the scales
- * (2s + 1, one per 8 lanes) are applied with dpwssd on the low words. */
+ * The grid magnitudes, sign masks and scales of a block come from the vector decoders of
+ * iq_avx512.h; the signs negate the activation bytes (so the grid values stay the unsigned
+ * dpbusd operand); 4-element sums stay below 2^15 (|grid| <= 62, |q8| <= 127), so the
+ * scales (2s + 1, one per 8 lanes) are applied with dpwssd on the low words. */
+uint16_t quant_iq2xxs_codes[256] __attribute__((aligned(64)));
+uint16_t quant_iq3xxs_codes[256] __attribute__((aligned(64)));
+
+static int value_code(const uint8_t *vals, int nv, uint8_t v) {
+    for (int i = 0; i < nv; i++)
+        if (vals[i] == v) return i;
+    return 0; /* not reached: the grids only hold these values (test_dot checks the kernels) */
+}
+
+void quant_iq_codes_init(void) {
+    static const uint8_t v2[3] = {8, 25, 43}, v3[8] = {4, 12, 20, 28, 36, 44, 52, 62};
+    for (int i = 0; i < 256; i++) {
+        uint64_t g = quant_iq2xxs_grid[i];
+        unsigned w = 0;
+        for (int m = 0; m < 4; m++) {
+            w |= (unsigned)value_code(v2, 3, (uint8_t)(g >> (16 * m))) << (2 * m);
+            w |= (unsigned)value_code(v2, 3, (uint8_t)(g >> (16 * m + 8))) << (8 + 2 * m);
+        }
+        quant_iq2xxs_codes[i] = (uint16_t)w;
+        uint32_t h = quant_iq3xxs_grid[i];
+        quant_iq3xxs_codes[i] = (uint16_t)(value_code(v3, 8, (uint8_t)h) | value_code(v3, 8, (uint8_t)(h >> 16)) << 4 |
+                                           value_code(v3, 8, (uint8_t)(h >> 8)) << 8 |
+                                           value_code(v3, 8, (uint8_t)(h >> 24)) << 12);
+    }
+}
+
 ALWAYS_INLINE void iq23_xxs_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size_t ab, int nt, float *out, size_t os,
                                  bool iq3) {
     __m512 acc[NT_MAX];
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    iq_code_table T;
+    iq_code_table_load(&T, iq3 ? quant_iq3xxs_codes : quant_iq2xxs_codes);
     const int bytes = iq3 ? 98 : 66;
     for (int64_t b = 0; b < n / 256; b++, x += bytes, a += QK_Q8K_BYTES) {
-        qk_prefetch(x, iq3 ? 98 : 66);
+        qk_prefetch(x, bytes);
         __m512i G[4], SC[4];
-        __mmask64 K[4];
-        for (int c = 0; c < 4; c++) {
-            uint32_t sw0, sw1;
-            if (iq3) {
-                sw0 = qk_rd32(x + 66 + 8 * c);
-                sw1 = qk_rd32(x + 70 + 8 * c);
-                G[c] = qk_iq3xxs_rows(x + 2 + 16 * c);
-            } else {
-                const uint8_t *q = x + 2 + 16 * c;
-                sw0 = qk_rd32(q + 4);
-                sw1 = qk_rd32(q + 12);
-                G[c] = qk_iq2xxs_rows(q);
-            }
-            K[c] = (__mmask64)qk_iq_signs64(sw0, sw1);
-            SC[c] = _mm512_mask_set1_epi32(_mm512_set1_epi32((int)(2 * (sw0 >> 28) + 1)), 0xff00, (int)(2 * (sw1 >> 28) + 1));
-        }
+        uint64_t sg[4];
+        if (iq3)
+            iq3xxs_decode(x, &T, G, sg, SC, NULL);
+        else
+            iq2xxs_decode(x, &T, G, sg, SC, NULL);
         float d = fp16(x);
         for (int t = 0; t < nt; t++) {
             const uint8_t *y = a + (size_t)t * ab;
-            __m512i isum = _mm512_setzero_si512();
+            /* two accumulation chains: the decode's latency, not its ports, bounds a block */
+            __m512i part[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
             for (int c = 0; c < 4; c++) {
                 __m512i av = load512(y + 4 + 64 * c);
-                av = _mm512_mask_sub_epi8(av, K[c], _mm512_setzero_si512(), av);
-                isum = _mm512_dpwssd_epi32(isum, _mm512_dpbusd_epi32(_mm512_setzero_si512(), G[c], av), SC[c]);
+                av = _mm512_mask_sub_epi8(av, _load_mask64((__mmask64 *)&sg[c]), _mm512_setzero_si512(), av);
+                part[c & 1] = _mm512_dpwssd_epi32(part[c & 1], _mm512_dpbusd_epi32(_mm512_setzero_si512(), G[c], av), SC[c]);
             }
+            __m512i isum = _mm512_add_epi32(part[0], part[1]);
             acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * qk_f32(y)), _mm512_cvtepi32_ps(isum), acc[t]);
         }
     }
@@ -470,6 +489,7 @@ ALWAYS_INLINE void iq1_m_rowx(int64_t n, const uint8_t *x, const uint8_t *a, siz
 DEFINE_DOT_MM(iq1_m)
 
 void quant_kernels_avx512(quant_kernel_table *t) {
+    quant_iq_codes_init();
 #define REG(T, name) (t->dot[K2_TYPE_##T] = dot_##name, t->mm[K2_TYPE_##T] = mm_##name)
     REG(Q4_K, q4_k);
     REG(Q5_K, q5_k);

@@ -32,6 +32,7 @@
  * (prefill), never for single-token decode. */
 #include "quant/kernels.h"
 #include "quant/iq_tables.h"
+#include "quant/iq_avx512.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -220,21 +221,26 @@ ALWAYS_INLINE void iq_scales(gemm_tile *T, const int32_t m[8][16], const uint16_
 ALWAYS_INLINE void tile_iq23_xxs(gemm_tile *T, const uint8_t *x, size_t rb, bool iq3) {
     int32_t m[8][16];
     uint16_t dh[16];
-    for (int c = 0; c < 4; c++) {
-        __m512i R[16];
-        for (int r = 0; r < 16; r++) {
-            const uint8_t *blk = x + (size_t)r * rb, *q = blk + 2 + 16 * c;
-            uint32_t sw0 = iq3 ? qk_rd32(blk + 66 + 8 * c) : qk_rd32(q + 4);
-            uint32_t sw1 = iq3 ? qk_rd32(blk + 70 + 8 * c) : qk_rd32(q + 12);
-            __m512i g = iq3 ? qk_iq3xxs_rows(q) : qk_iq2xxs_rows(q);
-            R[r] = _mm512_mask_sub_epi8(g, (__mmask64)qk_iq_signs64(sw0, sw1), _mm512_setzero_si512(), g);
-            m[2 * c][r] = (int32_t)(2 * (sw0 >> 28) + 1);
-            m[2 * c + 1][r] = (int32_t)(2 * (sw1 >> 28) + 1);
-        }
-        transpose16(R);
-        for (int i = 0; i < 16; i++) T->w[16 * c + i] = R[i];
+    __m512i R[4][16];
+    iq_code_table C;
+    iq_code_table_load(&C, iq3 ? quant_iq3xxs_codes : quant_iq2xxs_codes);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *blk = x + (size_t)r * rb;
+        __m512i G[4];
+        uint64_t sg[4];
+        int32_t sc[8];
+        if (iq3)
+            iq3xxs_decode(blk, &C, G, sg, NULL, sc);
+        else
+            iq2xxs_decode(blk, &C, G, sg, NULL, sc);
+        for (int c = 0; c < 4; c++) R[c][r] = _mm512_mask_sub_epi8(G[c], _load_mask64((__mmask64 *)&sg[c]), _mm512_setzero_si512(), G[c]);
+        for (int j = 0; j < 8; j++) m[j][r] = sc[j];
+        dh[r] = qk_rd16(blk);
     }
-    for (int r = 0; r < 16; r++) dh[r] = qk_rd16(x + (size_t)r * rb);
+    for (int c = 0; c < 4; c++) {
+        transpose16(R[c]);
+        for (int i = 0; i < 16; i++) T->w[16 * c + i] = R[c][i];
+    }
     iq_scales(T, m, dh, iq3 ? 0.25f : 0.125f);
 }
 
