@@ -304,13 +304,16 @@ static inline __m512 bcast_reg_ps(const uint8_t *p) {
  * Registers: 4 NP int32 sums + 4 NP f32 block sums + NP codes + 1 broadcast (28 for NP = 3),
  * so the two vpdpbusd ports see 4 NP independent accumulators (latency ~5). */
 ALWAYS_INLINE void tiles_tokens(const gemm_tile *T, int np, int nsub, bool mins, const uint8_t *P, int u0,
-                                __m512 *acc, size_t acc_stride) {
+                                __m512 *acc, size_t acc_stride, const uint8_t *pf) {
     const int gps = 64 / nsub;
     __m512 bs[3][4];
     for (int p = 0; p < np; p++)
         for (int u = 0; u < 4; u++) bs[p][u] = _mm512_setzero_ps();
     const uint8_t *q = P + 32 + 4 * u0;
     for (int j = 0; j < nsub; j++) {
+        /* the next token group's block (45 lines), a few lines per sub-block */
+        if (pf)
+            for (int l = j * 48 / nsub; l < (j + 1) * 48 / nsub; l++) _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
         __m512i s[3][4];
         for (int p = 0; p < np; p++)
             for (int u = 0; u < 4; u++) s[p][u] = T[p].ws[j];
@@ -380,7 +383,9 @@ ALWAYS_INLINE void panels(int np, int64_t n, const uint8_t *w, size_t rb, const 
             }
             const uint8_t *P = packed + (size_t)(t0 / 8) * group_bytes + (size_t)b * QUANT_GEMM_PACK_BLOCK;
             for (int64_t h = 0; h < nh; h++)
-                tiles_tokens(T, np, nsub, mins, P + (size_t)(h / 2) * group_bytes, 4 * (int)(h % 2), acc + 4 * h, TOK_CHUNK);
+                tiles_tokens(T, np, nsub, mins, P + (size_t)(h / 2) * group_bytes, 4 * (int)(h % 2), acc + 4 * h, TOK_CHUNK,
+                             h % 2 ? NULL : h + 2 < nh ? P + (size_t)(h / 2 + 1) * group_bytes
+                                         : b + 1 < nb     ? P + QUANT_GEMM_PACK_BLOCK : NULL);
         }
         for (int p = 0; p < np; p++)
             for (int64_t u = 0; u < tc; u++) _mm512_storeu_ps(out + (size_t)(t0 + u) * os + 16 * p, acc[p * TOK_CHUNK + u]);
