@@ -54,6 +54,20 @@ static inline __m512i group16_scales(__m256i s16, int k) {
     return _mm512_permutexvar_epi16(idx, zext256(s16));
 }
 
+/* The same from the 16 scale bytes broadcast to every 128-bit lane (sb): one byte shuffle
+ * (and for signed scales an arithmetic shift) instead of vpermw, which is two port-5
+ * uops; while 512-bit code runs only ports 0 and 5 execute vector instructions. */
+static inline __m512i group16_scales_b(__m512i sb, int k, bool is_signed) {
+    uint64_t c[4];
+    for (int l = 0; l < 4; l++) {
+        uint64_t b = (uint64_t)(4 * k + l);
+        c[l] = is_signed ? 0x0080008000800080ULL | (0x0100010001000100ULL * b) : 0x8000800080008000ULL | (0x0001000100010001ULL * b);
+    }
+    __m512i v = _mm512_shuffle_epi8(sb, _mm512_set_epi64((long long)c[3], (long long)c[3], (long long)c[2], (long long)c[2],
+                                                         (long long)c[1], (long long)c[1], (long long)c[0], (long long)c[0]));
+    return is_signed ? _mm512_srai_epi16(v, 8) : v;
+}
+
 /* ---- Q4_K / Q5_K x Q8_K (§3.4) ----
  * Vector work is what bounds these kernels: while 512-bit code runs only ports 0 and 5
  * execute vector instructions, so the per-block setup avoids multi-uop shuffles: the
@@ -152,7 +166,8 @@ ALWAYS_INLINE void q6_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
             W[2 * h] = _mm512_ternarylogic_epi32(lo, h01, m30, 0xf8);
             W[2 * h + 1] = _mm512_ternarylogic_epi32(hi, h23, m30, 0xf8);
         }
-        for (int j = 0; j < 4; j++) SC[j] = group16_scales(s16, j);
+        __m512i sb = _mm512_broadcast_i32x4(load128(x + 192));
+        for (int j = 0; j < 4; j++) SC[j] = group16_scales_b(sb, j, true);
         float d = fp16(x + 208);
         for (int t = 0; t < nt; t++) {
             const uint8_t *y = a + (size_t)t * ab;
@@ -189,11 +204,11 @@ ALWAYS_INLINE void q2_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     for (int64_t b = 0; b < n / 256; b++, x += 84, a += QK_Q8K_BYTES) {
         qk_prefetch(x, 84);
         __m128i sc = load128(x);
-        __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
         __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
         __m512i W[4], SC[4];
         planes2(x + 16, W);
-        for (int j = 0; j < 4; j++) SC[j] = group16_scales(s16, j);
+        __m512i sb = _mm512_and_si512(_mm512_broadcast_i32x4(sc), _mm512_set1_epi8(0x0f));
+        for (int j = 0; j < 4; j++) SC[j] = group16_scales_b(sb, j, false);
         float d = fp16(x + 80), dmin = fp16(x + 82);
         for (int t = 0; t < nt; t++) {
             const uint8_t *y = a + (size_t)t * ab;
@@ -227,8 +242,8 @@ ALWAYS_INLINE void q3_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
     const __m512i m4b = _mm512_set1_epi8(4);
     for (int64_t b = 0; b < n / 256; b++, x += 110, a += QK_Q8K_BYTES) {
         qk_prefetch(x, 110);
-        __m256i s16 = _mm256_cvtepi8_epi16(q3k_scales(x + 96));
-        __m256i corr16 = _mm256_slli_epi16(s16, 2); /* codes are q + 4 */
+        __m128i s8 = q3k_scales(x + 96);
+        __m256i corr16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 2); /* codes are q + 4 */
         __m512i W[4], SC[4];
         planes2(x + 32, W);
         /* plane p = 2j (low half of W[j]) / 2j+1 (high half) takes hmask bit p */
@@ -238,7 +253,8 @@ ALWAYS_INLINE void q3_k_rowx(int64_t n, const uint8_t *x, const uint8_t *a, size
         W[1] = _mm512_ternarylogic_epi32(W[1], hm2, m4b, 0xf8);
         W[2] = _mm512_ternarylogic_epi32(W[2], _mm512_srli_epi16(hm2, 2), m4b, 0xf8);
         W[3] = _mm512_ternarylogic_epi32(W[3], _mm512_srli_epi16(hm2, 4), m4b, 0xf8);
-        for (int j = 0; j < 4; j++) SC[j] = group16_scales(s16, j);
+        __m512i sb = _mm512_broadcast_i32x4(s8);
+        for (int j = 0; j < 4; j++) SC[j] = group16_scales_b(sb, j, true);
         float d = fp16(x + 108);
         for (int t = 0; t < nt; t++) {
             const uint8_t *y = a + (size_t)t * ab;
