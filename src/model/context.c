@@ -75,6 +75,12 @@ void k2_context_free(k2_context *ctx) {
             free(ctx->scratch[i].scores);
             free(ctx->scratch[i].kvrow);
             free(ctx->scratch[i].act);
+            free(ctx->scratch[i].xw);
+            free(ctx->scratch[i].xk);
+            free(ctx->scratch[i].xkt);
+            free(ctx->scratch[i].xv);
+            free(ctx->scratch[i].xq);
+            free(ctx->scratch[i].xz);
         }
     free(ctx->scratch);
     model_pool_free(ctx->pool);

@@ -84,6 +84,7 @@ typedef struct attn_job {
     int layer;
     const model_seg *seg;
     int nseg;
+    bool skip_expanded;     /* leave out the rows of sequences on the expanded form */
 } attn_job;
 
 /* The segment holding batch row t (segments are in row order). */
@@ -136,14 +137,25 @@ static attn_kernels attn_k = {scores_c, latent_c, f16_row_c};
 /* fast mode: the same, or AVX-512 + FMA loops that round differently (attn_avx512.c) */
 static attn_kernels attn_k_fast = {scores_c, latent_c, f16_row_c};
 
+/* Which MLA form prefill may take (§4.5 absorbed, §4.6 expanded): K2_MLA=absorbed or
+ * =expanded forces one for fast-mode sequences (tests compare the two); default: by cost. */
+typedef enum { MLA_AUTO, MLA_ABSORBED, MLA_EXPANDED } mla_mode;
+static mla_mode g_mla = MLA_AUTO;
+static bool g_expand_kernels; /* the AVX-512 kernels of the expanded form are usable */
+
 static void attn_kernels_init(void) {
+    const char *env = getenv("K2_MLA");
+    if (env && strcmp(env, "absorbed") == 0) g_mla = MLA_ABSORBED;
+    if (env && strcmp(env, "expanded") == 0) g_mla = MLA_EXPANDED;
 #if defined(__x86_64__)
     /* the quant module's level (AVX2 implies FMA and F16C there), lowered by K2_CPU */
     if (quant_cpu_level_active() >= QUANT_CPU_AVX2)
         attn_k = (attn_kernels){model_attn_scores_avx2, model_attn_latent_avx2, model_f16_row_avx2};
     attn_k_fast = attn_k;
-    if (quant_cpu_level_active() >= QUANT_CPU_AVX512)
+    if (quant_cpu_level_active() >= QUANT_CPU_AVX512) {
         attn_k_fast = (attn_kernels){model_attn_scores_avx512, model_attn_latent_avx512, model_f16_row_avx2};
+        g_expand_kernels = true;
+    }
 #endif
 }
 
@@ -155,6 +167,8 @@ static inline const float *cache_rows(const k2_context *ctx, int layer, int64_t 
     attn_k.f16_row((const uint16_t *)ctx->cache[layer] + (size_t)u0 * n, buf, nk * (int64_t)n);
     return buf;
 }
+
+static bool use_expanded(const k2_context *ctx, const model_seg *sg);
 
 /* One token and a chunk of heads: scores against the cached rows u <= pos of its own
  * sequence's cache (rows taken in blocks of MODEL_KV_BLOCK, each block read once for all
@@ -171,6 +185,7 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     for (int64_t it = b; it < e; it++) {
         int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc);
         const model_seg *sg = seg_of(j->seg, j->nseg, t);
+        if (j->skip_expanded && use_expanded(ctx, sg)) continue;
         const k2_context *cc = sg->c;
         int64_t nh = h1 - h0, n_kv = sg->pos0 + (t - sg->t0) + 1;
         const float *q = ctx->qabs + (t * H + h0) * rw; /* rows [q~_h ; q-bar^R_h] */
@@ -199,12 +214,165 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
+/* ---- expanded (non-absorbed) attention for prefill, §4.6 ----
+ * Why: the absorbed form costs d_c + d_r + d_c = 1088 multiply-adds per (query, key,
+ * head) plus the k_b/v_b products per query; the expanded form decompresses each cached
+ * latent once per head (k_b, v_b: d_c x (d_n + d_v) multiply-adds per key and head) and
+ * then costs d_k + d_v = 320 per (query, key, head). With T new tokens over n_kv cached
+ * rows the expanded form wins once T is a good fraction of n_kv: a prompt. Fast mode only
+ * (exact mode keeps the absorbed form of the float64 reference); decided per sequence, so
+ * a sequence's arithmetic does not depend on what it is batched with. */
+/* fewest new tokens for the expanded form (the cost model alone says ~19 for Kimi K2 from an
+ * empty cache; each call also dequantizes k_b and v_b per head) */
+#define MODEL_MLA_EXPAND_MIN 32
+
+static bool use_expanded(const k2_context *ctx, const model_seg *sg) {
+    const k2_model_hparams *hp = &ctx->model->hp;
+    if (ctx->exact || !g_expand_kernels || g_mla == MLA_ABSORBED || hp->head_dim_v % 64 != 0 ||
+        ctx->model->d_n % 64 != 0 || hp->rope_dim % 2 != 0)
+        return false;
+    if (g_mla == MLA_EXPANDED) return true;
+    if (sg->T < MODEL_MLA_EXPAND_MIN) return false;
+    double d_c = hp->kv_lora_rank, d_r = hp->rope_dim, d_n = ctx->model->d_n, d_v = hp->head_dim_v;
+    double n_kv = (double)(sg->pos0 + sg->T), pairs = (double)sg->T * ((double)sg->pos0 + 0.5 * (double)(sg->T + 1));
+    double absorbed = (double)sg->T * d_c * (d_n + d_v) + pairs * (2 * d_c + d_r);
+    double expanded = (n_kv + 1) * d_c * (d_n + d_v) + pairs * (d_n + d_r + d_v);
+    return expanded < absorbed;
+}
+
+static float *aligned_floats(size_t n) {
+    return aligned_alloc(64, (sizeof(float) * n + 63) / 64 * 64);
+}
+
+/* Per-thread buffers for the expanded form; false when memory is short (the caller then
+ * keeps the absorbed form). */
+static bool expand_buffers(k2_context *ctx, int64_t max_t, int64_t max_kv) {
+    const k2_model_hparams *hp = &ctx->model->hp;
+    size_t d_c = hp->kv_lora_rank, d_k = (size_t)ctx->model->d_n + hp->rope_dim, d_v = hp->head_dim_v;
+    size_t nq = (size_t)max_t * d_k, nz = (size_t)max_t * (size_t)max_kv;
+    for (int i = 0; i < ctx->n_threads; i++) {
+        model_scratch *sc = &ctx->scratch[i];
+        if (!sc->xw) {
+            /* 64-byte aligned: the kernels stream these with full-vector loads, and loads
+             * that straddle cache lines ran the decompression at 2/3 speed (measured) */
+            sc->xw = aligned_floats(d_c * ((size_t)ctx->model->d_n + d_v));
+            sc->xk = aligned_floats(MODEL_KV_BLOCK * K2_MAX(d_k, d_c));
+            sc->xkt = aligned_floats(MODEL_KV_BLOCK * d_k);
+            sc->xv = aligned_floats(MODEL_KV_BLOCK * d_v);
+            if (!sc->xw || !sc->xk || !sc->xkt || !sc->xv) return false;
+        }
+        if (sc->xq_cap < nq) {
+            float *p = realloc(sc->xq, sizeof(float) * nq);
+            if (!p) return false;
+            sc->xq = p, sc->xq_cap = nq;
+        }
+        if (sc->xz_cap < nz) {
+            float *p = realloc(sc->xz, sizeof(float) * nz);
+            if (!p) return false;
+            sc->xz = p, sc->xz_cap = nz;
+        }
+    }
+    return true;
+}
+
+/* Rows [0, rows) of one head's slice of k_b or v_b as f32 (legacy files hold f32). */
+static void slice_rows_f32(const model_weight *w, int64_t rows, float *dst) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *src = w->data + (size_t)r * w->row_bytes;
+        if (w->type == K2_TYPE_F32)
+            memcpy(dst + r * w->cols, src, sizeof(float) * (size_t)w->cols);
+        else
+            quant_dequantize_row(w->type, src, dst + r * w->cols, w->cols);
+    }
+}
+
+typedef struct xattn_job {
+    k2_context *ctx;
+    int layer;
+    const model_seg *seg;
+    const int *xs; /* the segments on the expanded form */
+} xattn_job;
+
+/* Item i: segment xs[i / H], head i % H: decompress the keys block by block and score all
+ * the sequence's new queries against them, softmax, then decompress the values block by
+ * block and accumulate o (two passes over the cache rows: no n_kv-sized key buffer). */
+static void xattn_task(void *arg, int64_t b, int64_t e, int tid) {
+    xattn_job *j = arg;
+    k2_context *ctx = j->ctx;
+    const k2_model *m = ctx->model;
+    const k2_model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[j->layer];
+    int64_t H = hp->n_head, d_c = hp->kv_lora_rank, d_r = hp->rope_dim, d_n = m->d_n, d_v = hp->head_dim_v;
+    int64_t d_k = d_n + d_r, rw = (int64_t)ctx->cache_row, np = d_r / 2, B = MODEL_KV_BLOCK;
+    model_scratch *sc = &ctx->scratch[tid];
+    float *kb = sc->xw, *vbt = sc->xw + d_c * d_n;
+    for (int64_t it = b; it < e; it++) {
+        const model_seg *sg = &j->seg[j->xs[it / H]];
+        int64_t h = it % H, T = sg->T, pos0 = sg->pos0, n_kv = pos0 + T;
+        /* head h: k_b slice is d_c rows of d_n (row c: W^UK[.][c]), v_b slice d_v rows of d_c */
+        model_weight kw = model_weight_slice(&ly->k_b, h), vw = model_weight_slice(&ly->v_b, h);
+        slice_rows_f32(&kw, d_c, kb);
+        for (int64_t v = 0; v < d_v; v++) {
+            float *row = sc->xk; /* d_c floats of scratch */
+            slice_rows_f32(&(model_weight){.type = vw.type, .data = vw.data + (size_t)v * vw.row_bytes,
+                                           .row_bytes = vw.row_bytes, .cols = vw.cols, .rows = 1},
+                           1, row);
+            for (int64_t c = 0; c < d_c; c++) vbt[c * d_v + v] = row[c];
+        }
+        /* queries [q^N ; rope(q^R)] */
+        float *q = sc->xq, *z = sc->xz;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t row = sg->t0 + t;
+            const float *src = ctx->q + (row * H + h) * d_k;
+            memcpy(q + t * d_k, src, sizeof(float) * (size_t)d_k);
+            rope(q + t * d_k + d_n, ctx->rope_cos + row * np, ctx->rope_sin + row * np, np);
+        }
+        /* pass 1: scores of queries t (position pos0 + t) against keys u <= pos0 + t */
+        for (int64_t u0 = 0; u0 < n_kv; u0 += B) {
+            int64_t nk = K2_MIN(B, n_kv - u0), t0 = K2_MAX(0, u0 - pos0);
+            const float *cr = cache_rows(sg->c, j->layer, u0, nk, sc->kvrow);
+            model_attn_expand_avx512(cr, rw, nk, kb, d_c, d_n, sc->xk, d_k);
+            for (int64_t u = 0; u < nk; u++) memcpy(sc->xk + u * d_k + d_n, cr + u * rw + d_c, sizeof(float) * (size_t)d_r);
+            for (int64_t u = 0; u < nk; u++)
+                for (int64_t c = 0; c < d_k; c++) sc->xkt[c * B + u] = sc->xk[u * d_k + c];
+            model_attn_scores_t_avx512(q + t0 * d_k, d_k, T - t0, sc->xkt, B, nk, d_k, hp->kq_scale, z + t0 * n_kv + u0,
+                                       n_kv);
+        }
+        /* softmax over each query's keys; its masked keys in its last block weigh 0 */
+        for (int64_t t = 0; t < T; t++) {
+            float *zt = z + t * n_kv, zmax = -INFINITY;
+            int64_t n = pos0 + t + 1, end = K2_MIN(n_kv, (n + B - 1) / B * B);
+            for (int64_t u = 0; u < n; u++)
+                if (zt[u] > zmax) zmax = zt[u];
+            double sum = 0.0;
+            for (int64_t u = 0; u < n; u++) {
+                zt[u] = expf(zt[u] - zmax);
+                sum += zt[u];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int64_t u = 0; u < n; u++) zt[u] *= inv;
+            for (int64_t u = n; u < end; u++) zt[u] = 0.0f;
+            memset(ctx->o + (sg->t0 + t) * H * d_v + h * d_v, 0, sizeof(float) * (size_t)d_v);
+        }
+        /* pass 2: o_t += sum over u of alpha_{t,u} v_u */
+        for (int64_t u0 = 0; u0 < n_kv; u0 += B) {
+            int64_t nk = K2_MIN(B, n_kv - u0), t0 = K2_MAX(0, u0 - pos0);
+            const float *cr = cache_rows(sg->c, j->layer, u0, nk, sc->kvrow);
+            model_attn_expand_avx512(cr, rw, nk, vbt, d_c, d_v, sc->xv, d_v);
+            model_attn_latent_avx512(z + t0 * n_kv + u0, n_kv, T - t0, sc->xv, d_v, nk, d_v,
+                                     ctx->o + (sg->t0 + t0) * H * d_v + h * d_v, H * d_v);
+        }
+    }
+}
+
+static void absorbed_attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg, bool skip_expanded);
+
 static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg) {
     const k2_model *m = ctx->model;
     const k2_model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[l];
     int64_t d = hp->n_embd, H = hp->n_head, d_k = hp->head_dim_k, d_v = hp->head_dim_v;
-    int64_t d_c = hp->kv_lora_rank, d_r = hp->rope_dim, d_n = m->d_n, rq = hp->q_lora_rank;
+    int64_t d_c = hp->kv_lora_rank, d_r = hp->rope_dim, rq = hp->q_lora_rank;
     int64_t rw = d_c + d_r, np = d_r / 2;
 
     /* A1 */
@@ -228,6 +396,36 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
             rope(kv + d_c, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
             cache_store(seg[s].c, l, seg[s].pos0 + (t - seg[s].t0), kv);
         }
+    /* the form per sequence: expanded (§4.6) for prompts where it is cheaper, else absorbed */
+    int xs[nseg > 0 ? nseg : 1], nx = 0;
+    int64_t max_t = 0, max_kv = 0;
+    for (int s = 0; s < nseg; s++)
+        if (use_expanded(ctx, &seg[s])) {
+            xs[nx++] = s;
+            max_t = K2_MAX(max_t, seg[s].T);
+            max_kv = K2_MAX(max_kv, seg[s].pos0 + seg[s].T);
+        }
+    if (nx > 0 && !expand_buffers(ctx, max_t, max_kv)) nx = 0; /* short of memory: absorbed */
+    if (nx < nseg) absorbed_attention(ctx, l, T, seg, nseg, nx > 0);
+    if (nx > 0) {
+        xattn_job xj = {ctx, l, seg, xs};
+        model_pool_for(ctx->pool, (int64_t)nx * H, 1, xattn_task, &xj);
+    }
+    /* A9, A10 */
+    model_matmul(ctx, &ly->out, ctx->o, H * d_v, ctx->y, d, T);
+    float scale = ly->out_scale ? ly->out_scale[0] : 1.0f;
+    for (int64_t k = 0; k < T * d; k++) ctx->x[k] += ctx->y[k] * scale;
+}
+
+/* §4.5 for the batch (the rows of expanded sequences too when mixed: their o rows are
+ * overwritten by xattn_task afterwards; skip_expanded leaves their attention loops out). */
+static void absorbed_attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg, bool skip_expanded) {
+    const k2_model *m = ctx->model;
+    const k2_model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[l];
+    int64_t H = hp->n_head, d_k = hp->head_dim_k, d_v = hp->head_dim_v;
+    int64_t d_c = hp->kv_lora_rank, d_r = hp->rope_dim, d_n = m->d_n;
+    int64_t rw = d_c + d_r, np = d_r / 2;
     /* §4.5 step 1: absorbed query rows [q~_i = W^UK_i^T q^N_i ; RoPE(q^R_i)] */
     for (int64_t i = 0; i < H; i++)
         ctx->mm[i] = (model_mm){model_weight_slice(&ly->k_b, i), ctx->q + i * d_k, H * d_k, ctx->qabs + i * rw,
@@ -240,17 +438,13 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
             rope(dst, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
         }
     /* §4.5 steps 2-4: scores, softmax, latent output */
-    attn_job job = {ctx, l, seg, nseg};
+    attn_job job = {ctx, l, seg, nseg, skip_expanded};
     model_pool_for(ctx->pool, T * ((H + ctx->head_chunk - 1) / ctx->head_chunk), 1, attn_task, &job);
     /* §4.5 step 5: decompress with W^UV per head */
     for (int64_t i = 0; i < H; i++)
         ctx->mm[i] = (model_mm){model_weight_slice(&ly->v_b, i), ctx->lat + i * d_c, H * d_c, ctx->o + i * d_v,
                                 H * d_v, T, 0, false};
     model_matmul_multi(ctx, ctx->mm, (int)H);
-    /* A9, A10 */
-    model_matmul(ctx, &ly->out, ctx->o, H * d_v, ctx->y, d, T);
-    float scale = ly->out_scale ? ly->out_scale[0] : 1.0f;
-    for (int64_t k = 0; k < T * d; k++) ctx->x[k] += ctx->y[k] * scale;
 }
 
 /* ---- FFN (§4.8) ---- */

@@ -107,6 +107,11 @@ typedef struct model_scratch {
     float *scores;     /* attention scores (heads per task x n_ctx) */
     float *kvrow;      /* MODEL_KV_BLOCK cache rows as f32 (d_c + d_r each) */
     void *act;         /* quantized activations (fast mode) */
+    /* expanded attention (fast-mode prefill, forward.c): one head's dequantized k_b and
+     * transposed v_b, a decompressed key block (rows and transposed) and value block, the
+     * queries of a sequence and their scores */
+    float *xw, *xk, *xkt, *xv, *xq, *xz;
+    size_t xq_cap, xz_cap; /* floats */
 } model_scratch;
 
 /* ---- matmul ---- */
@@ -142,6 +147,14 @@ void model_attn_scores_avx512(const float *q, int64_t ldq, int64_t nh, const flo
                               int64_t n, float scale, float *z, int64_t ldz);
 void model_attn_latent_avx512(const float *w, int64_t ldw, int64_t nh, const float *k, int64_t ldk, int64_t nk,
                               int64_t n, float *lat, int64_t ldl);
+
+/* Expanded (non-absorbed) attention for prefill (§4.6): per-head decompression of cached
+ * latents (out = a x b, b row-major n_in x n_out, n_out a multiple of 64) and scores
+ * against a transposed key block of at most 64 keys. */
+void model_attn_expand_avx512(const float *a, int64_t lda, int64_t nk, const float *b, int64_t n_in, int64_t n_out,
+                              float *out, int64_t ldo);
+void model_attn_scores_t_avx512(const float *q, int64_t ldq, int64_t nq, const float *kt, int64_t ldkt, int64_t nk,
+                                int64_t n, float scale, float *z, int64_t ldz);
 
 /* ---- f16 helpers ---- */
 uint16_t model_f32_to_f16(float f);

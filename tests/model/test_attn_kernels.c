@@ -2,7 +2,9 @@
  * reference: scores and latent sums within 1e-5 of sum|terms| (they use fma and 16-lane
  * partial sums, so not bit for bit), for head and key counts that are and are not
  * multiples of the tiles, row lengths with and without a partial vector (576 = Kimi's
- * d_c + d_r, 512 = d_c, 100), and strided rows. Skips where the CPU lacks AVX-512. */
+ * d_c + d_r, 512 = d_c, 100), and strided rows; likewise the two loops of the expanded
+ * (non-absorbed) prefill form: the per-head decompression (out = a x b) and the scores
+ * against a transposed key block. Skips where the CPU lacks AVX-512. */
 #include "testutil.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -63,5 +65,50 @@ int main(void) {
                 }
                 free(q); free(k); free(z); free(lat); free(lat0);
             }
+    /* expanded form: out = a x b (rows of a lda apart, out rows ldo apart) */
+    const int64_t rows[] = {1, 3, 4, 63, 64}, outs[] = {128, 64, 192};
+    for (size_t ri = 0; ri < K2_ARRAY_LEN(rows); ri++)
+        for (size_t oi = 0; oi < K2_ARRAY_LEN(outs); oi++) {
+            int64_t nk = rows[ri], n_in = 512, n_out = outs[oi], lda = 576, ldo = n_out + 64;
+            float *a = malloc(sizeof(float) * (size_t)(nk * lda)), *b = malloc(sizeof(float) * (size_t)(n_in * n_out));
+            float *out = malloc(sizeof(float) * (size_t)(nk * ldo));
+            for (int64_t i = 0; i < nk * lda; i++) a[i] = frand();
+            for (int64_t i = 0; i < n_in * n_out; i++) b[i] = frand();
+            for (int64_t i = 0; i < nk * ldo; i++) out[i] = 7.0f;
+            model_attn_expand_avx512(a, lda, nk, b, n_in, n_out, out, ldo);
+            for (int64_t u = 0; u < nk; u++) {
+                for (int64_t j = 0; j < n_out; j++) {
+                    double ref = 0, sabs = 0;
+                    for (int64_t c = 0; c < n_in; c++) {
+                        ref += (double)a[u * lda + c] * b[c * n_out + j];
+                        sabs += fabs((double)a[u * lda + c] * b[c * n_out + j]);
+                    }
+                    CHECK_MSG(fabs(out[u * ldo + j] - ref) <= 1e-5 * sabs, "expand nk=%lld n_out=%lld [%lld][%lld]",
+                              (long long)nk, (long long)n_out, (long long)u, (long long)j);
+                }
+                CHECK(out[u * ldo + n_out] == 7.0f); /* padding untouched */
+            }
+            /* scores against the transposed block: queries x keys (<= 64), width 192 */
+            int64_t nq = rows[ri] + 2, n = 192, ldq = n + 8, ldkt = 64, ldz = 80;
+            float *q = malloc(sizeof(float) * (size_t)(nq * ldq)), *kt = malloc(sizeof(float) * (size_t)(n * ldkt));
+            float *z = malloc(sizeof(float) * (size_t)(nq * ldz));
+            for (int64_t i = 0; i < nq * ldq; i++) q[i] = frand();
+            for (int64_t i = 0; i < n * ldkt; i++) kt[i] = frand();
+            for (int64_t i = 0; i < nq * ldz; i++) z[i] = 7.0f;
+            model_attn_scores_t_avx512(q, ldq, nq, kt, ldkt, nk, n, 0.125f, z, ldz);
+            for (int64_t i = 0; i < nq; i++) {
+                for (int64_t u = 0; u < nk; u++) {
+                    double ref = 0, sabs = 0;
+                    for (int64_t c = 0; c < n; c++) {
+                        ref += (double)q[i * ldq + c] * kt[c * ldkt + u];
+                        sabs += fabs((double)q[i * ldq + c] * kt[c * ldkt + u]);
+                    }
+                    CHECK_MSG(fabs(z[i * ldz + u] - 0.125 * ref) <= 1e-5 * 0.125 * sabs, "scores_t nq=%lld nk=%lld [%lld][%lld]",
+                              (long long)nq, (long long)nk, (long long)i, (long long)u);
+                }
+                for (int64_t u = nk; u < ldz; u++) CHECK(z[i * ldz + u] == 7.0f);
+            }
+            free(a); free(b); free(out); free(q); free(kt); free(z);
+        }
     return k2t_finish("model.test_attn_kernels");
 }

@@ -9,7 +9,9 @@ one int8 rounding flip moves later logits by 0.03-0.1). Such positions are repor
 as agreeing; every disagreement at a margin above d(p) counts against the 80 %.
 
 k2's prefill and decode paths are bit-identical (checked on the first model), so the cases run
-as one batch to keep the test short."""
+as one batch to keep the test short. They run with K2_MLA=absorbed: llama.cpp's attention
+arithmetic (the Q8_0-quantized q^N and latent outputs into attn_k_b / attn_v_b); prompts
+otherwise take the expanded MLA form where it is cheaper, which test_mla_expanded.py checks."""
 import os
 import subprocess
 import sys
@@ -35,7 +37,7 @@ def main():
                 extra = ["--decode"] if (q == "q4_k_m" and case == "short") else []
                 p = subprocess.run([K2, "logits", "-m", fx.model_path(name), "--tokens", ",".join(map(str, toks)),
                                     "--out", out, "--threads", "2", "--cache", "f32"] + extra,
-                                   capture_output=True, text=True)
+                                   capture_output=True, text=True, env=dict(os.environ, K2_MLA="absorbed"))
                 if p.returncode != 0:
                     print(f"FAIL {name} {case}: {p.stderr.strip()}")
                     fails += 1
