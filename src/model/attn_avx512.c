@@ -11,6 +11,7 @@
 
 #if defined(__x86_64__) && defined(__AVX512F__)
 #include <immintrin.h>
+#include <math.h>
 
 /* z[h * ldz + u] = dot(q row h, k row u) * scale, tiles of 4 heads x 4 keys. */
 void model_attn_scores_avx512(const float *q, int64_t ldq, int64_t nh, const float *k, int64_t ldk, int64_t nk,
@@ -163,6 +164,83 @@ void model_attn_scores_t_avx512(const float *q, int64_t ldq, int64_t nq, const f
         for (int i = 0; i < qn; i++)
             for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(z + (i0 + i) * ldz + 16 * v, km[v], _mm512_mul_ps(acc[i][v], sc));
     }
+}
+
+/* e^x for x <= 0 (fast mode): x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts), a
+ * degree-7 Taylor polynomial in r (truncation < 6e-9 relative) and 2^n by vscalefps, which
+ * flushes to 0 far below the float range. */
+static inline __m512 exp_neg512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* z[0..n) = softmax(z[0..n)), z[n..end) = 0 (fast mode). */
+void model_softmax_avx512(float *z, int64_t n, int64_t end) {
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    int64_t u = 0;
+    for (; u + 16 <= n; u += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(z + u));
+    __mmask16 tail = (__mmask16)((1u << (n - u)) - 1);
+    if (tail) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, z + u));
+    __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
+    for (u = 0; u + 16 <= n; u += 16) {
+        __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(z + u), m));
+        _mm512_storeu_ps(z + u, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (tail) {
+        __m512 e = _mm512_maskz_mov_ps(tail, exp_neg512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, z + u), m)));
+        _mm512_mask_storeu_ps(z + u, tail, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    __m512 inv = _mm512_set1_ps((float)(1.0 / (double)_mm512_reduce_add_ps(sum)));
+    for (u = 0; u + 16 <= n; u += 16) _mm512_storeu_ps(z + u, _mm512_mul_ps(_mm512_loadu_ps(z + u), inv));
+    if (tail) _mm512_mask_storeu_ps(z + u, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, z + u), inv));
+    for (u = n; u < end; u++) z[u] = 0.0f;
+}
+
+/* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols (both multiples of 16): 16x16
+ * blocks transposed in registers (unpacks and lane shuffles), where a scalar loop spent
+ * a third of the expanded attention's own time (measured). */
+void model_transpose_avx512(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 16)
+        for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+            __m512 r[16], t[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (i0 + i) * lds + j0);
+            /* 2x2 blocks of floats, then of pairs, then 128-bit lanes */
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 16; i += 4) {
+                r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+                r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+                r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+            }
+            for (int i = 0; i < 8; i++) {
+                int a = (i / 4) * 8 + i % 4; /* rows 0-3 with 4-7, 8-11 with 12-15 */
+                t[a] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0x88);
+                t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xdd);
+            }
+            for (int i = 0; i < 8; i++) {
+                r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+                r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+            }
+            /* r[k] now holds column j0 + k */
+            for (int k = 0; k < 16; k++) _mm512_storeu_ps(dst + (j0 + k) * ldd + i0, r[k]);
+        }
 }
 
 #else

@@ -229,7 +229,7 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
 static bool use_expanded(const k2_context *ctx, const model_seg *sg) {
     const k2_model_hparams *hp = &ctx->model->hp;
     if (ctx->exact || !g_expand_kernels || g_mla == MLA_ABSORBED || hp->head_dim_v % 64 != 0 ||
-        ctx->model->d_n % 64 != 0 || hp->rope_dim % 2 != 0)
+        ctx->model->d_n % 64 != 0 || hp->rope_dim % 16 != 0 || hp->kv_lora_rank % 16 != 0)
         return false;
     if (g_mla == MLA_EXPANDED) return true;
     if (sg->T < MODEL_MLA_EXPAND_MIN) return false;
@@ -312,12 +312,11 @@ static void xattn_task(void *arg, int64_t b, int64_t e, int tid) {
         /* head h: k_b slice is d_c rows of d_n (row c: W^UK[.][c]), v_b slice d_v rows of d_c */
         model_weight kw = model_weight_slice(&ly->k_b, h), vw = model_weight_slice(&ly->v_b, h);
         slice_rows_f32(&kw, d_c, kb);
-        for (int64_t v = 0; v < d_v; v++) {
-            float *row = sc->xk; /* d_c floats of scratch */
-            slice_rows_f32(&(model_weight){.type = vw.type, .data = vw.data + (size_t)v * vw.row_bytes,
-                                           .row_bytes = vw.row_bytes, .cols = vw.cols, .rows = 1},
-                           1, row);
-            for (int64_t c = 0; c < d_c; c++) vbt[c * d_v + v] = row[c];
+        for (int64_t v0 = 0; v0 < d_v; v0 += 16) { /* 16 rows at a time through xk, transposed */
+            model_weight rows16 = vw;
+            rows16.data = vw.data + (size_t)v0 * vw.row_bytes;
+            slice_rows_f32(&rows16, 16, sc->xk);
+            model_transpose_avx512(sc->xk, d_c, 16, d_c, vbt + v0, d_v);
         }
         /* queries [q^N ; rope(q^R)] */
         float *q = sc->xq, *z = sc->xz;
@@ -333,25 +332,15 @@ static void xattn_task(void *arg, int64_t b, int64_t e, int tid) {
             const float *cr = cache_rows(sg->c, j->layer, u0, nk, sc->kvrow);
             model_attn_expand_avx512(cr, rw, nk, kb, d_c, d_n, sc->xk, d_k);
             for (int64_t u = 0; u < nk; u++) memcpy(sc->xk + u * d_k + d_n, cr + u * rw + d_c, sizeof(float) * (size_t)d_r);
-            for (int64_t u = 0; u < nk; u++)
-                for (int64_t c = 0; c < d_k; c++) sc->xkt[c * B + u] = sc->xk[u * d_k + c];
+            /* rows past nk (last block) carry stale values into columns the scores mask off */
+            model_transpose_avx512(sc->xk, d_k, (nk + 15) / 16 * 16, d_k, sc->xkt, B);
             model_attn_scores_t_avx512(q + t0 * d_k, d_k, T - t0, sc->xkt, B, nk, d_k, hp->kq_scale, z + t0 * n_kv + u0,
                                        n_kv);
         }
         /* softmax over each query's keys; its masked keys in its last block weigh 0 */
         for (int64_t t = 0; t < T; t++) {
-            float *zt = z + t * n_kv, zmax = -INFINITY;
-            int64_t n = pos0 + t + 1, end = K2_MIN(n_kv, (n + B - 1) / B * B);
-            for (int64_t u = 0; u < n; u++)
-                if (zt[u] > zmax) zmax = zt[u];
-            double sum = 0.0;
-            for (int64_t u = 0; u < n; u++) {
-                zt[u] = expf(zt[u] - zmax);
-                sum += zt[u];
-            }
-            float inv = (float)(1.0 / sum);
-            for (int64_t u = 0; u < n; u++) zt[u] *= inv;
-            for (int64_t u = n; u < end; u++) zt[u] = 0.0f;
+            int64_t n = pos0 + t + 1;
+            model_softmax_avx512(z + t * n_kv, n, K2_MIN(n_kv, (n + B - 1) / B * B));
             memset(ctx->o + (sg->t0 + t) * H * d_v + h * d_v, 0, sizeof(float) * (size_t)d_v);
         }
         /* pass 2: o_t += sum over u of alpha_{t,u} v_u */

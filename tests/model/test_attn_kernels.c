@@ -4,7 +4,8 @@
  * multiples of the tiles, row lengths with and without a partial vector (576 = Kimi's
  * d_c + d_r, 512 = d_c, 100), and strided rows; likewise the two loops of the expanded
  * (non-absorbed) prefill form: the per-head decompression (out = a x b) and the scores
- * against a transposed key block. Skips where the CPU lacks AVX-512. */
+ * against a transposed key block, the 16x16 transpose and the softmax with its vector exp
+ * (within 1e-6 relative of f64). Skips where the CPU lacks AVX-512. */
 #include "testutil.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -110,5 +111,37 @@ int main(void) {
             }
             free(a); free(b); free(out); free(q); free(kt); free(z);
         }
+    /* transpose (16x16 register blocks) */
+    {
+        int64_t tr = 48, tc = 32, lds = 40, ldd = 56;
+        float *src = malloc(sizeof(float) * (size_t)(tr * lds)), *dst = malloc(sizeof(float) * (size_t)(tc * ldd));
+        for (int64_t i = 0; i < tr * lds; i++) src[i] = frand();
+        for (int64_t i = 0; i < tc * ldd; i++) dst[i] = 7.0f;
+        model_transpose_avx512(src, lds, tr, tc, dst, ldd);
+        for (int64_t i = 0; i < tr; i++)
+            for (int64_t j = 0; j < tc; j++) CHECK(dst[j * ldd + i] == src[i * lds + j]);
+        for (int64_t j = 0; j < tc; j++) CHECK(dst[j * ldd + tr] == 7.0f);
+        free(src); free(dst);
+    }
+    /* softmax: vector exp against expf/f64, masked tails, zeroed rest, large negative gaps */
+    const int64_t lens[] = {1, 5, 16, 17, 100, 513};
+    for (size_t li = 0; li < K2_ARRAY_LEN(lens); li++) {
+        int64_t n = lens[li], end = n + 20;
+        float *z = malloc(sizeof(float) * (size_t)end), *z0 = malloc(sizeof(float) * (size_t)end);
+        for (int64_t u = 0; u < end; u++) z[u] = z0[u] = 30.0f * frand() - (u % 7 == 3 ? 200.0f : 0.0f);
+        model_softmax_avx512(z, n, end);
+        double mx = -INFINITY, sum = 0;
+        for (int64_t u = 0; u < n; u++) mx = fmax(mx, z0[u]);
+        for (int64_t u = 0; u < n; u++) sum += exp((double)z0[u] - mx);
+        for (int64_t u = 0; u < n; u++) {
+            /* z - max is rounded to float first (as expf(z - max) would be): relative error
+             * up to ~6e-8 |z - max| from that alone */
+            double x = (double)z0[u] - mx, ref = exp(x) / sum;
+            CHECK_MSG(fabs(z[u] - ref) <= (1e-6 + 1e-7 * fabs(x)) * ref + 1e-37, "softmax n=%lld [%lld]: %.9g vs %.9g",
+                      (long long)n, (long long)u, z[u], ref);
+        }
+        for (int64_t u = n; u < end; u++) CHECK(z[u] == 0.0f);
+        free(z); free(z0);
+    }
     return k2t_finish("model.test_attn_kernels");
 }
