@@ -251,6 +251,14 @@ typedef struct srv_slot {
     double ready_at;          /* test-mode delays */
     bool delay_done;
     float *logits;            /* n_vocab scratch */
+    /* The logits at the end of the last prompt this slot evaluated, valid while the cache
+     * holds exactly that prompt's tokens as its first prompt_logits_len: a request whose
+     * prompt is all cached samples from them instead of re-evaluating its last token, so
+     * it gets the bits the first evaluation gave (a one-token eval takes other kernels and
+     * the absorbed attention form than a prompt chunk does) */
+    float *prompt_logits;
+    size_t prompt_logits_len; /* 0: none */
+    bool use_prompt_logits;   /* the next decode_sample takes prompt_logits */
     /* this iteration's share of the batch (sched_main) */
     int32_t next_tok;         /* decode: the sampled token to evaluate */
     uint32_t n_step;          /* rows it evaluates: a prompt chunk or 1 */

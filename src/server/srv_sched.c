@@ -59,13 +59,20 @@ static bool slot_begin(srv *s, srv_slot *sl) {
     size_t common = 0;
     if (!j->scripted && sl->ctx) {
         common = common_prefix(sl->cached, sl->n_cached, j->prompt, j->n_prompt);
-        if (common >= j->n_prompt) common = j->n_prompt - 1;   /* logits of the last token */
-        if (common > k2_context_length(sl->ctx)) common = k2_context_length(sl->ctx);
+        /* all of it cached: the logits of its last token are the stored ones when they
+         * belong to exactly this prompt, else that token is evaluated again */
+        bool whole = common >= j->n_prompt && sl->prompt_logits_len == j->n_prompt;
+        if (common >= j->n_prompt && !whole) common = j->n_prompt - 1;
+        if (common > k2_context_length(sl->ctx)) common = k2_context_length(sl->ctx), whole = false;
         if (k2_context_truncate(sl->ctx, (uint32_t)common, &err) != K2_OK) {
             k2_context_reset(sl->ctx);
             common = 0;
+            whole = false;
         }
         sl->n_cached = common;
+        if (common < sl->prompt_logits_len) sl->prompt_logits_len = 0;
+        sl->use_prompt_logits = whole;
+        if (whole) sl->phase = 1;
     }
     sl->prefill_pos = common;
     j->n_cached = (uint32_t)common;
@@ -195,6 +202,7 @@ static void note_first(srv *s, srv_job *j) {
 static void slot_fail(srv_slot *sl, const k2_error *err) {
     k2_context_reset(sl->ctx);
     sl->n_cached = 0;
+    sl->prompt_logits_len = 0;
     char msg[K2_ERROR_MESSAGE_MAX + 32];
     snprintf(msg, sizeof msg, "Generation failed: %s", err->message);
     out_error(sl->job, 500, "internal_error", msg);
@@ -205,7 +213,8 @@ static void slot_fail(srv_slot *sl, const k2_error *err) {
 static bool decode_sample(srv *s, srv_slot *sl) {
     srv_job *j = sl->job;
     k2_error err;
-    const float *lg = k2_context_logits(sl->ctx);
+    const float *lg = sl->use_prompt_logits ? sl->prompt_logits : k2_context_logits(sl->ctx);
+    sl->use_prompt_logits = false;
     memcpy(sl->logits, lg, (size_t)s->n_vocab * sizeof(float));
     apply_bans(s, j, sl->logits);
     int32_t tok;
@@ -293,7 +302,13 @@ static void eval_batch(srv *s, srv_slot **bs, int nb) {
         if (sl->phase == 0) {
             count_prompt(s, sl->n_step, share);
             sl->prefill_pos += sl->n_step;
-            if (sl->prefill_pos == j->n_prompt) sl->phase = 1;
+            if (sl->prefill_pos == j->n_prompt) {
+                sl->phase = 1;
+                if (sl->prompt_logits && sl->n_cached == j->n_prompt) {
+                    memcpy(sl->prompt_logits, k2_context_logits(sl->ctx), (size_t)s->n_vocab * sizeof(float));
+                    sl->prompt_logits_len = j->n_prompt;
+                }
+            }
         } else {
             count_gen(s, sl->t_sample + share);
         }
@@ -505,7 +520,8 @@ k2_status sched_start(srv *s, k2_error *err) {
     for (int i = 0; i < q->n_slots; i++) {
         srv_slot *sl = &q->slots[i];
         sl->logits = k2_calloc((size_t)s->n_vocab, sizeof(float));
-        if (!sl->logits) return k2_err(err, K2_ENOMEM, "server: out of memory for logits");
+        sl->prompt_logits = k2_calloc((size_t)s->n_vocab, sizeof(float));
+        if (!sl->logits || !sl->prompt_logits) return k2_err(err, K2_ENOMEM, "server: out of memory for logits");
         if (s->model) {
             k2_context_options co;
             k2_context_options_init(&co);
@@ -564,6 +580,7 @@ void sched_free(srv *s) {
         if (q->slots[i].ctx) k2_context_free(q->slots[i].ctx);
         free(q->slots[i].cached);
         free(q->slots[i].logits);
+        free(q->slots[i].prompt_logits);
     }
     free(q->slots);
     q->slots = NULL;
