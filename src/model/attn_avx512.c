@@ -1,7 +1,9 @@
 /* AVX-512 + FMA versions of the two attention loops (absorbed MLA, spec §4.5 steps 2
  * and 4) for fast mode only: fused multiply-adds and 16-lane partial sums round
  * differently from the portable loops (exact mode keeps those, bit for bit), so these
- * agree with them to float rounding (~1e-6 relative), which fast mode allows.
+ * agree with them to float rounding (~1e-6 relative), which fast mode allows. Also fast
+ * mode's expanded prefill form (§4.6: decompression, scores against transposed keys,
+ * transpose, softmax) and SwiGLU, the last two with a vector exp.
  *
  * Why: at long contexts the attention is compute-bound (576 multiply-adds per head, key
  * and token in the absorbed form), and the exact-mode AVX2 loops issue a separate
@@ -166,11 +168,11 @@ void model_attn_scores_t_avx512(const float *q, int64_t ldq, int64_t nq, const f
     }
 }
 
-/* e^x for x <= 0 (fast mode): x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts), a
- * degree-7 Taylor polynomial in r (truncation < 6e-9 relative) and 2^n by vscalefps, which
- * flushes to 0 far below the float range. */
+/* e^x (fast mode): x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts), a degree-7
+ * Taylor polynomial in r (truncation < 6e-9 relative) and 2^n by vscalefps, which flushes
+ * to 0 far below the float range and gives +inf above it. */
 static inline __m512 exp_neg512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f));
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-150.0f)), _mm512_set1_ps(100.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
@@ -208,6 +210,23 @@ void model_softmax_avx512(float *z, int64_t n, int64_t end) {
     for (u = 0; u + 16 <= n; u += 16) _mm512_storeu_ps(z + u, _mm512_mul_ps(_mm512_loadu_ps(z + u), inv));
     if (tail) _mm512_mask_storeu_ps(z + u, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, z + u), inv));
     for (u = n; u < end; u++) z[u] = 0.0f;
+}
+
+/* u[i] = silu(u[i]) * v[i] = u / (1 + e^-u) * v (fast mode; u -> -inf gives -0). */
+void model_swiglu_avx512(float *u, const float *v, int64_t n) {
+    int64_t i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(u + i);
+        __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp_neg512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        _mm512_storeu_ps(u + i, _mm512_mul_ps(s, _mm512_loadu_ps(v + i)));
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(m, u + i);
+        __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp_neg512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        _mm512_mask_storeu_ps(u + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, v + i)));
+    }
 }
 
 /* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols (both multiples of 16): 16x16

@@ -25,17 +25,26 @@ static inline float sigmoid(float u) { return 1.0f / (1.0f + expf(-u)); }
 typedef struct swiglu_job {
     float *u;
     const float *v;
+    bool vector; /* fast mode on AVX-512: the vector exp (exact mode keeps libm's expf) */
 } swiglu_job;
 
 static void swiglu_task(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     swiglu_job *j = arg;
+#if defined(__x86_64__)
+    if (j->vector) {
+        model_swiglu_avx512(j->u + b, j->v + b, e - b);
+        return;
+    }
+#endif
     for (int64_t i = b; i < e; i++) j->u[i] = silu(j->u[i]) * j->v[i];
 }
 
-/* on all threads: one expf per element (~40k per decode step, millions per prefill) */
+static bool g_expand_kernels;
+
+/* on all threads: one exp per element (~40k per decode step, millions per prefill) */
 static void swiglu(k2_context *ctx, float *u, const float *v, int64_t n) {
-    swiglu_job j = {u, v};
+    swiglu_job j = {u, v, !ctx->exact && g_expand_kernels};
     model_pool_for(ctx->pool, n, 4096, swiglu_task, &j);
 }
 
@@ -141,7 +150,8 @@ static attn_kernels attn_k_fast = {scores_c, latent_c, f16_row_c};
  * =expanded forces one for fast-mode sequences (tests compare the two); default: by cost. */
 typedef enum { MLA_AUTO, MLA_ABSORBED, MLA_EXPANDED } mla_mode;
 static mla_mode g_mla = MLA_AUTO;
-static bool g_expand_kernels; /* the AVX-512 kernels of the expanded form are usable */
+/* g_expand_kernels (declared above swiglu): the AVX-512 kernels of the expanded form and
+ * the vector exp are usable */
 
 static void attn_kernels_init(void) {
     const char *env = getenv("K2_MLA");

@@ -155,6 +155,8 @@ void model_attn_expand_avx512(const float *a, int64_t lda, int64_t nk, const flo
                               float *out, int64_t ldo);
 void model_attn_scores_t_avx512(const float *q, int64_t ldq, int64_t nq, const float *kt, int64_t ldkt, int64_t nk,
                                 int64_t n, float scale, float *z, int64_t ldz);
+/* u[i] = silu(u[i]) * v[i] with the vector exp (fast mode). */
+void model_swiglu_avx512(float *u, const float *v, int64_t n);
 /* z[0..n) = softmax (vector exp, f32 lane sums), z[n..end) = 0. */
 void model_softmax_avx512(float *z, int64_t n, int64_t end);
 /* dst[j * ldd + i] = src[i * lds + j], i < rows, j < cols (multiples of 16). */

@@ -4,8 +4,8 @@
  * multiples of the tiles, row lengths with and without a partial vector (576 = Kimi's
  * d_c + d_r, 512 = d_c, 100), and strided rows; likewise the two loops of the expanded
  * (non-absorbed) prefill form: the per-head decompression (out = a x b) and the scores
- * against a transposed key block, the 16x16 transpose and the softmax with its vector exp
- * (within 1e-6 relative of f64). Skips where the CPU lacks AVX-512. */
+ * against a transposed key block, the 16x16 transpose, and the softmax and SwiGLU with the
+ * vector exp (within 1e-6 relative of f64). Skips where the CPU lacks AVX-512. */
 #include "testutil.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -142,6 +142,23 @@ int main(void) {
         }
         for (int64_t u = n; u < end; u++) CHECK(z[u] == 0.0f);
         free(z); free(z0);
+    }
+    /* swiglu with the vector exp: silu(u) * v within 1e-6 relative (+ tiny absolute) of f64,
+     * including |u| far outside exp's range and a masked tail */
+    {
+        int64_t n = 133;
+        float *u = malloc(sizeof(float) * (size_t)n), *v = malloc(sizeof(float) * (size_t)n), *u0 = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) {
+            u[i] = u0[i] = (i % 11 == 5 ? 300.0f : 20.0f) * frand();
+            v[i] = frand();
+        }
+        model_swiglu_avx512(u, v, n);
+        for (int64_t i = 0; i < n; i++) {
+            double x = u0[i], ref = x / (1.0 + exp(-x)) * v[i];
+            CHECK_MSG(fabs(u[i] - ref) <= 1e-6 * fabs(ref) + 1e-30 && !isnan(u[i]), "swiglu [%lld] u=%g: %.9g vs %.9g",
+                      (long long)i, u0[i], u[i], ref);
+        }
+        free(u); free(v); free(u0);
     }
     return k2t_finish("model.test_attn_kernels");
 }
