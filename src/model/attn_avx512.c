@@ -164,7 +164,8 @@ void model_attn_scores_t_avx512(const float *q, int64_t ldq, int64_t nq, const f
             }
         }
         for (int i = 0; i < qn; i++)
-            for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(z + (i0 + i) * ldz + 16 * v, km[v], _mm512_mul_ps(acc[i][v], sc));
+            for (int v = 0; v < 4; v++)
+                _mm512_mask_storeu_ps(z + (i0 + i) * ldz + 16 * v, km[v], _mm512_mul_ps(acc[i][v], sc));
     }
 }
 

@@ -93,7 +93,7 @@ typedef struct attn_job {
     int layer;
     const model_seg *seg;
     int nseg;
-    bool skip_expanded;     /* leave out the rows of sequences on the expanded form */
+    const bool *expanded;   /* per segment: on the expanded form, its rows are left out (NULL: none) */
 } attn_job;
 
 /* The segment holding batch row t (segments are in row order). */
@@ -178,8 +178,6 @@ static inline const float *cache_rows(const k2_context *ctx, int layer, int64_t 
     return buf;
 }
 
-static bool use_expanded(const k2_context *ctx, const model_seg *sg);
-
 /* One token and a chunk of heads: scores against the cached rows u <= pos of its own
  * sequence's cache (rows taken in blocks of MODEL_KV_BLOCK, each block read once for all
  * heads of the chunk), softmax, latent sum (§4.5 steps 2-4). Tasks of all sequences of a
@@ -195,7 +193,7 @@ static void attn_task(void *arg, int64_t b, int64_t e, int tid) {
     for (int64_t it = b; it < e; it++) {
         int64_t t = it / n_chunks, h0 = (it % n_chunks) * hc, h1 = K2_MIN(H, h0 + hc);
         const model_seg *sg = seg_of(j->seg, j->nseg, t);
-        if (j->skip_expanded && use_expanded(ctx, sg)) continue;
+        if (j->expanded && j->expanded[sg - j->seg]) continue;
         const k2_context *cc = sg->c;
         int64_t nh = h1 - h0, n_kv = sg->pos0 + (t - sg->t0) + 1;
         const float *q = ctx->qabs + (t * H + h0) * rw; /* rows [q~_h ; q-bar^R_h] */
@@ -262,15 +260,14 @@ static bool expand_buffers(k2_context *ctx, int64_t max_t, int64_t max_kv) {
     size_t nq = (size_t)max_t * d_k, nz = (size_t)max_t * (size_t)max_kv;
     for (int i = 0; i < ctx->n_threads; i++) {
         model_scratch *sc = &ctx->scratch[i];
-        if (!sc->xw) {
-            /* 64-byte aligned: the kernels stream these with full-vector loads, and loads
-             * that straddle cache lines ran the decompression at 2/3 speed (measured) */
-            sc->xw = aligned_floats(d_c * ((size_t)ctx->model->d_n + d_v));
-            sc->xk = aligned_floats(MODEL_KV_BLOCK * K2_MAX(d_k, d_c));
-            sc->xkt = aligned_floats(MODEL_KV_BLOCK * d_k);
-            sc->xv = aligned_floats(MODEL_KV_BLOCK * d_v);
-            if (!sc->xw || !sc->xk || !sc->xkt || !sc->xv) return false;
-        }
+        /* 64-byte aligned: the kernels stream these with full-vector loads, and loads that
+         * straddle cache lines ran the decompression at 2/3 speed (measured); each one is
+         * retried while missing, so a failed call leaves no half-set scratch behind */
+        if (!sc->xw) sc->xw = aligned_floats(d_c * ((size_t)ctx->model->d_n + d_v));
+        if (!sc->xk) sc->xk = aligned_floats(MODEL_KV_BLOCK * K2_MAX(d_k, d_c));
+        if (!sc->xkt) sc->xkt = aligned_floats(MODEL_KV_BLOCK * d_k);
+        if (!sc->xv) sc->xv = aligned_floats(MODEL_KV_BLOCK * d_v);
+        if (!sc->xw || !sc->xk || !sc->xkt || !sc->xv) return false;
         if (sc->xq_cap < nq) {
             float *p = realloc(sc->xq, sizeof(float) * nq);
             if (!p) return false;
@@ -341,7 +338,8 @@ static void xattn_task(void *arg, int64_t b, int64_t e, int tid) {
             int64_t nk = K2_MIN(B, n_kv - u0), t0 = K2_MAX(0, u0 - pos0);
             const float *cr = cache_rows(sg->c, j->layer, u0, nk, sc->kvrow);
             model_attn_expand_avx512(cr, rw, nk, kb, d_c, d_n, sc->xk, d_k);
-            for (int64_t u = 0; u < nk; u++) memcpy(sc->xk + u * d_k + d_n, cr + u * rw + d_c, sizeof(float) * (size_t)d_r);
+            for (int64_t u = 0; u < nk; u++)
+                memcpy(sc->xk + u * d_k + d_n, cr + u * rw + d_c, sizeof(float) * (size_t)d_r);
             /* rows past nk (last block) carry stale values into columns the scores mask off */
             model_transpose_avx512(sc->xk, d_k, (nk + 15) / 16 * 16, d_k, sc->xkt, B);
             model_attn_scores_t_avx512(q + t0 * d_k, d_k, T - t0, sc->xkt, B, nk, d_k, hp->kq_scale, z + t0 * n_kv + u0,
@@ -364,7 +362,8 @@ static void xattn_task(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
-static void absorbed_attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg, bool skip_expanded);
+static void absorbed_attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg,
+                               const bool *expanded);
 
 static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg) {
     const k2_model *m = ctx->model;
@@ -397,15 +396,18 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
         }
     /* the form per sequence: expanded (§4.6) for prompts where it is cheaper, else absorbed */
     int xs[nseg > 0 ? nseg : 1], nx = 0;
+    bool expanded[nseg > 0 ? nseg : 1];
     int64_t max_t = 0, max_kv = 0;
-    for (int s = 0; s < nseg; s++)
-        if (use_expanded(ctx, &seg[s])) {
+    for (int s = 0; s < nseg; s++) {
+        expanded[s] = use_expanded(ctx, &seg[s]);
+        if (expanded[s]) {
             xs[nx++] = s;
             max_t = K2_MAX(max_t, seg[s].T);
             max_kv = K2_MAX(max_kv, seg[s].pos0 + seg[s].T);
         }
+    }
     if (nx > 0 && !expand_buffers(ctx, max_t, max_kv)) nx = 0; /* short of memory: absorbed */
-    if (nx < nseg) absorbed_attention(ctx, l, T, seg, nseg, nx > 0);
+    if (nx < nseg) absorbed_attention(ctx, l, T, seg, nseg, nx > 0 ? expanded : NULL);
     if (nx > 0) {
         xattn_job xj = {ctx, l, seg, xs};
         model_pool_for(ctx->pool, (int64_t)nx * H, 1, xattn_task, &xj);
@@ -417,8 +419,9 @@ static void attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, i
 }
 
 /* §4.5 for the batch (the rows of expanded sequences too when mixed: their o rows are
- * overwritten by xattn_task afterwards; skip_expanded leaves their attention loops out). */
-static void absorbed_attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg, bool skip_expanded) {
+ * overwritten by xattn_task afterwards; `expanded` leaves their attention loops out). */
+static void absorbed_attention(k2_context *ctx, int l, int64_t T, const model_seg *seg, int nseg,
+                               const bool *expanded) {
     const k2_model *m = ctx->model;
     const k2_model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[l];
@@ -437,7 +440,7 @@ static void absorbed_attention(k2_context *ctx, int l, int64_t T, const model_se
             rope(dst, ctx->rope_cos + t * np, ctx->rope_sin + t * np, np);
         }
     /* §4.5 steps 2-4: scores, softmax, latent output */
-    attn_job job = {ctx, l, seg, nseg, skip_expanded};
+    attn_job job = {ctx, l, seg, nseg, expanded};
     model_pool_for(ctx->pool, T * ((H + ctx->head_chunk - 1) / ctx->head_chunk), 1, attn_task, &job);
     /* §4.5 step 5: decompress with W^UV per head */
     for (int64_t i = 0; i < H; i++)

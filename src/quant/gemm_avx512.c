@@ -233,7 +233,8 @@ ALWAYS_INLINE void tile_iq23_xxs(gemm_tile *T, const uint8_t *x, size_t rb, bool
             iq3xxs_decode(blk, &C, G, sg, NULL, sc);
         else
             iq2xxs_decode(blk, &C, G, sg, NULL, sc);
-        for (int c = 0; c < 4; c++) R[c][r] = _mm512_mask_sub_epi8(G[c], _load_mask64((__mmask64 *)&sg[c]), _mm512_setzero_si512(), G[c]);
+        for (int c = 0; c < 4; c++)
+            R[c][r] = _mm512_mask_sub_epi8(G[c], _load_mask64((__mmask64 *)&sg[c]), _mm512_setzero_si512(), G[c]);
         for (int j = 0; j < 8; j++) m[j][r] = sc[j];
         dh[r] = qk_rd16(blk);
     }
@@ -313,7 +314,8 @@ ALWAYS_INLINE void tiles_tokens(const gemm_tile *T, int np, int nsub, bool mins,
     for (int j = 0; j < nsub; j++) {
         /* the next token group's block (45 lines), a few lines per sub-block */
         if (pf)
-            for (int l = j * 48 / nsub; l < (j + 1) * 48 / nsub; l++) _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
+            for (int l = j * 48 / nsub; l < (j + 1) * 48 / nsub; l++)
+                _mm_prefetch((const char *)pf + 64 * l, _MM_HINT_T0);
         __m512i s[3][4];
         for (int p = 0; p < np; p++)
             for (int u = 0; u < 4; u++) s[p][u] = T[p].ws[j];
@@ -382,10 +384,16 @@ ALWAYS_INLINE void panels(int np, int64_t n, const uint8_t *w, size_t rb, const 
                 code_sums(&T[p], nsub);
             }
             const uint8_t *P = packed + (size_t)(t0 / 8) * group_bytes + (size_t)b * QUANT_GEMM_PACK_BLOCK;
-            for (int64_t h = 0; h < nh; h++)
-                tiles_tokens(T, np, nsub, mins, P + (size_t)(h / 2) * group_bytes, 4 * (int)(h % 2), acc + 4 * h, TOK_CHUNK,
-                             h % 2 ? NULL : h + 2 < nh ? P + (size_t)(h / 2 + 1) * group_bytes
-                                         : b + 1 < nb     ? P + QUANT_GEMM_PACK_BLOCK : NULL);
+            for (int64_t h = 0; h < nh; h++) {
+                /* prefetch target: the next token group's block, after the last group the
+                 * next block's first group (once per group: on its first half) */
+                const uint8_t *pf = h % 2        ? NULL
+                                    : h + 2 < nh ? P + (size_t)(h / 2 + 1) * group_bytes
+                                    : b + 1 < nb ? P + QUANT_GEMM_PACK_BLOCK
+                                                 : NULL;
+                tiles_tokens(T, np, nsub, mins, P + (size_t)(h / 2) * group_bytes, 4 * (int)(h % 2), acc + 4 * h,
+                             TOK_CHUNK, pf);
+            }
         }
         for (int p = 0; p < np; p++)
             for (int64_t u = 0; u < tc; u++) _mm512_storeu_ps(out + (size_t)(t0 + u) * os + 16 * p, acc[p * TOK_CHUNK + u]);

@@ -63,8 +63,8 @@ static inline void iq_signs_scales_raw(__m256i sw, uint64_t sg[4], int32_t sc[8]
     __m256i p = _mm256_xor_si256(v, _mm256_srli_epi32(v, 4));
     p = _mm256_xor_si256(p, _mm256_srli_epi32(p, 2));
     p = _mm256_xor_si256(p, _mm256_srli_epi32(p, 1));
-    _mm256_storeu_si256((__m256i *)(void *)sg,
-                        _mm256_ternarylogic_epi32(v, _mm256_slli_epi32(p, 7), _mm256_set1_epi32((int)0x80808080u), 0xf8));
+    __m256i par7 = _mm256_slli_epi32(p, 7), bit7 = _mm256_set1_epi32((int)0x80808080u);
+    _mm256_storeu_si256((__m256i *)(void *)sg, _mm256_ternarylogic_epi32(v, par7, bit7, 0xf8)); /* v | (par7 & bit7) */
     /* (sw >> 27) | 1 = 2s + 1 */
     _mm256_storeu_si256((__m256i *)(void *)sc, _mm256_or_si256(_mm256_srli_epi32(sw, 27), _mm256_set1_epi32(1)));
     /* Through memory on purpose: the sign masks are then loaded straight into mask

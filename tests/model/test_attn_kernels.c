@@ -21,6 +21,17 @@ static float frand(void) {
     return (float)((double)(rs >> 11) * 0x1p-53 * 2.0 - 1.0);
 }
 
+/* sum over c < n of x[c * sx] * y[c * sy] in f64, and the sum of the terms' magnitudes */
+static double ref_dot(const float *x, int64_t sx, const float *y, int64_t sy, int64_t n, double *sabs) {
+    double ref = 0;
+    *sabs = 0;
+    for (int64_t c = 0; c < n; c++) {
+        ref += (double)x[c * sx] * y[c * sy];
+        *sabs += fabs((double)x[c * sx] * y[c * sy]);
+    }
+    return ref;
+}
+
 int main(void) {
     if (quant_cpu_level_supported() < QUANT_CPU_AVX512) {
         fprintf(stderr, "no AVX-512 on this CPU: skipping\n");
@@ -79,11 +90,7 @@ int main(void) {
             model_attn_expand_avx512(a, lda, nk, b, n_in, n_out, out, ldo);
             for (int64_t u = 0; u < nk; u++) {
                 for (int64_t j = 0; j < n_out; j++) {
-                    double ref = 0, sabs = 0;
-                    for (int64_t c = 0; c < n_in; c++) {
-                        ref += (double)a[u * lda + c] * b[c * n_out + j];
-                        sabs += fabs((double)a[u * lda + c] * b[c * n_out + j]);
-                    }
+                    double sabs, ref = ref_dot(a + u * lda, 1, b + j, n_out, n_in, &sabs);
                     CHECK_MSG(fabs(out[u * ldo + j] - ref) <= 1e-5 * sabs, "expand nk=%lld n_out=%lld [%lld][%lld]",
                               (long long)nk, (long long)n_out, (long long)u, (long long)j);
                 }
@@ -99,11 +106,7 @@ int main(void) {
             model_attn_scores_t_avx512(q, ldq, nq, kt, ldkt, nk, n, 0.125f, z, ldz);
             for (int64_t i = 0; i < nq; i++) {
                 for (int64_t u = 0; u < nk; u++) {
-                    double ref = 0, sabs = 0;
-                    for (int64_t c = 0; c < n; c++) {
-                        ref += (double)q[i * ldq + c] * kt[c * ldkt + u];
-                        sabs += fabs((double)q[i * ldq + c] * kt[c * ldkt + u]);
-                    }
+                    double sabs, ref = ref_dot(q + i * ldq, 1, kt + u, ldkt, n, &sabs);
                     CHECK_MSG(fabs(z[i * ldz + u] - 0.125 * ref) <= 1e-5 * 0.125 * sabs, "scores_t nq=%lld nk=%lld [%lld][%lld]",
                               (long long)nq, (long long)nk, (long long)i, (long long)u);
                 }
